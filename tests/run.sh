@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, in the order CI runs it. Each step must pass; the first failure stops the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "1/4 the library is what nbdev_export writes from the notebooks"
+before=$(mktemp -d)
+cp -r surgdiff "$before/"
+nbdev_export
+if ! diff -r -q -x __pycache__ "$before/surgdiff" surgdiff; then
+  echo "FAIL: surgdiff/ differs from the notebooks; edit nbs/ and run nbdev_export" >&2
+  exit 1
+fi
+echo "in sync"
+
+step "2/4 the notebooks are clean (nbdev_clean changes nothing)"
+sum() { find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha1sum; }
+s1=$(sum); nbdev_clean; s2=$(sum)
+if [ "$s1" != "$s2" ]; then
+  diff <(echo "$s1") <(echo "$s2") >&2 || true
+  echo "FAIL: nbdev_clean changed the notebooks above; run nbdev_clean and commit" >&2
+  exit 1
+fi
+echo "clean"
+
+step "3/4 every notebook runs (nbdev_test; '#| slow' cells skipped: run 'nbdev_test --flags slow' for them)"
+start=$SECONDS
+nbdev_test --do_print
+echo "notebooks took $((SECONDS - start)) s"
+
+step "4/4 pytest"
+python -m pytest tests/ -q -p no:cacheprovider
