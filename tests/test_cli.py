@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from surgdiff.cli import main
-from surgdiff.data import CaDISDataset
+from surgdiff.data import CaDISDataset, write_synthetic_cadis
 
 
 def run(*args):
@@ -55,3 +55,114 @@ def test_help_mentions_every_option():
     assert r.returncode == 0
     for opt in ("--videos", "--frames", "--size", "--seed"):
         assert opt in r.stdout
+
+
+# --- train / sample / make-dataset -------------------------------------------------------------
+
+import json
+
+import pytest
+import torch
+
+from surgdiff.train import TrainConfig, train
+
+MICRO = dict(base_channels=16, channel_mults=[1, 2], num_res_blocks=1, attn_resolutions=[], mid_attention=False,
+             norm_groups=8, dropout=0.0, spade_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "micro"
+    cfg = TrainConfig(model=MICRO, image_size=(16, 16), synthetic_scenes=16, steps=3, batch_size=4, sample_every=0,
+                      checkpoint_every=3, num_threads=1, bf16=False, out=str(out))
+    train(cfg, progress=False)
+    return out
+
+
+def one_line_error(r, *fragments):
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    for f in fragments:
+        assert f in r.stderr, r.stderr
+
+
+def test_sample_writes_images_labels_and_sheet(micro_run, tmp_path):
+    out = tmp_path / "s"
+    assert main(["sample", "--model", str(micro_run), "--steps", "3", "--out", str(out), "--quiet"]) == 0
+    stems = sorted(p.stem for p in out.glob("scene*.png"))
+    assert len(stems) == 16 and "scene00" in stems and "scene00_label" in stems  # 8 bundled maps, image + label
+    assert Image.open(out / "scene03.png").size == (16, 16) and (out / "contact_sheet.png").exists()
+    again = tmp_path / "t"
+    assert main(["sample", "--model", str(micro_run), "--steps", "3", "--out", str(again), "--quiet"]) == 0
+    assert (out / "scene03.png").read_bytes() == (again / "scene03.png").read_bytes()  # same seed, same image
+
+
+def test_make_dataset_is_a_cadis_tree(micro_run, tmp_path):
+    labels = tmp_path / "labels"
+    write_synthetic_cadis(tmp_path / "src", videos=[5, 7], frames_per_video=2, size=(16, 16))
+    labels.mkdir()
+    for p in (tmp_path / "src").glob("Video*/Labels/*.png"):
+        (labels / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "gen"
+    assert main(["make-dataset", "--model", str(micro_run), "--labels", str(labels), "--per-label", "3", "--steps", "2",
+                 "--out", str(out), "--quiet"]) == 0
+    ds = CaDISDataset(out, "val", size=None)
+    assert len(ds) == 4 * 3
+    names = sorted(p.name for p in (out / "Video05" / "Images").glob("*.png"))
+    assert names == [f"Video5_frame{f:06d}.png" for f in (0, 10, 20, 30, 40, 50)]
+    # every generated image sits beside the label map it was generated from
+    src = np.asarray(Image.open(labels / "Video5_frame000010.png"))
+    assert all(np.array_equal(np.asarray(Image.open(out / "Video05/Labels" / f"Video5_frame{f:06d}.png")), src)
+               for f in (30, 40, 50))
+
+
+def test_sample_error_paths(micro_run, tmp_path):
+    one_line_error(run("sample", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o")), "no model called")
+    bad = tmp_path / "bad.png"
+    Image.fromarray(np.full((16, 16), 40, np.uint8)).save(bad)
+    one_line_error(run("sample", "--model", str(micro_run), "--labels", str(bad), "--out", str(tmp_path / "o")),
+                   "bad.png has ids outside")
+    one_line_error(run("sample", "--model", str(micro_run), "--labels", str(tmp_path / "nope"), "--out", str(tmp_path / "o")),
+                   "no such file or folder")
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.partial-*"))
+
+
+def test_model_folder_with_missing_or_mismatched_config(micro_run, tmp_path):
+    from surgdiff.train import export_model
+    folder = export_model(micro_run, tmp_path / "m")
+    (folder / "config.json").unlink()
+    one_line_error(run("sample", "--model", str(folder), "--out", str(tmp_path / "o")), "config.json")
+    folder = export_model(micro_run, tmp_path / "m2")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["unet"]["num_classes"] = 8
+    cfg["grouping"] = "exp1"  # a config for a different class count than the weights
+    (folder / "config.json").write_text(json.dumps(cfg))
+    one_line_error(run("sample", "--model", str(folder), "--out", str(tmp_path / "o")), "do not match the model/config")
+    assert not (tmp_path / "o").exists()
+
+
+def test_train_error_paths(tmp_path):
+    one_line_error(run("train", "--config", "nonsense"), "neither a file nor a preset")
+    one_line_error(run("train", "--data", str(tmp_path / "nope")), "no such folder")
+    cfgfile = tmp_path / "c.json"
+    cfgfile.write_text(json.dumps({"steps": 1, "colour": "red"}))
+    one_line_error(run("train", "--config", str(cfgfile)), "unknown TrainConfig fields")
+
+
+def test_train_command_runs_and_resumes(tmp_path):
+    cfg = TrainConfig(model=MICRO, image_size=(16, 16), synthetic_scenes=8, steps=2, batch_size=2, sample_every=0,
+                      checkpoint_every=2, num_threads=1, bf16=False, out=str(tmp_path / "r"))
+    (tmp_path / "c.json").write_text(json.dumps(cfg.to_dict()))
+    assert main(["train", "--config", str(tmp_path / "c.json"), "--quiet"]) == 0
+    assert main(["train", "--config", str(tmp_path / "c.json"), "--steps", "4", "--resume", "--quiet"]) == 0
+    assert json.loads((tmp_path / "r" / "latest.json").read_text())["step"] == 4
+    one_line_error(run("train", "--config", str(tmp_path / "c.json"), "--quiet"), "already has checkpoints")
+
+
+def test_bundled_labels_are_the_documented_synthetic_scenes():
+    from surgdiff.cli import bundled_labels
+    from surgdiff.data import synthetic_scene
+    files = bundled_labels()
+    assert len(files) == 8
+    for i, f in enumerate(files):
+        assert np.array_equal(np.asarray(Image.open(f)), synthetic_scene(2_000_000 + i, (64, 64))[1])
