@@ -147,16 +147,18 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
         import json, sys, time, surgdiff.train as T
         cfg = T.TrainConfig.from_dict(json.loads({json.dumps(config(out, steps=10_000, checkpoint_every=10_000).to_dict())!r}))
         real = T.diffusion_loss
+        calls = []
         def slow(*a, **k):
+            calls.append(1)
+            if len(calls) == 3: print("ready", flush=True)  # training is under way
             time.sleep(0.02); return real(*a, **k)
         T.diffusion_loss = slow
-        print("ready", flush=True)
         r = T.train(cfg, progress=False)
         print("stopped", r.step, r.interrupted, flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
-    time.sleep(3)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
