@@ -20,9 +20,10 @@ from safetensors.torch import load_file, save_file
 __all__ = ['MODEL_KIND', 'TRAIN_PRESETS', 'ASSETS', 'CheckpointError', 'save_json', 'load_json', 'save_tensors', 'load_tensors',
            'check_state_dict', 'save_model_folder', 'load_state', 'read_config', 'DiffusionConfig', 'DiffusionModel',
            'SyntheticScenes', 'CachedDataset', 'batch_indices', 'TrainConfig', 'lr_at', 'ema_update', 'ema_decay_at',
-           'bf16_available', 'diffusion_loss', 'save_checkpoint', 'latest_checkpoint', 'load_checkpoint', 'plot_loss',
-           'sample_grid', 'RunMonitor', 'TrainingDiverged', 'TrainResult', 'step_seed', 'StopOnInterrupt',
-           'build_dataset', 'preview_labels', 'train', 'load_pretrained', 'export_model']
+           'bf16_available', 'diffusion_loss', 'save_training_state', 'load_training_state', 'save_checkpoint',
+           'latest_checkpoint', 'load_checkpoint', 'plot_loss', 'sample_grid', 'RunMonitor', 'TrainingDiverged',
+           'TrainResult', 'step_seed', 'StopOnInterrupt', 'build_dataset', 'preview_labels', 'train', 'load_pretrained',
+           'export_model']
 
 # %% ../nbs/06_train.ipynb #a5116aad
 class CheckpointError(ValueError):
@@ -331,18 +332,22 @@ def _optimizer_state(tensors: dict[str, Tensor], meta: dict) -> dict:
         state.setdefault(int(i), {})[k] = v
     return {"state": state, "param_groups": meta["param_groups"]}
 
-def save_checkpoint(run: Path, step: int, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
-                    history: list, keep: int = 2) -> Path:
-    "Write checkpoint `step` atomically, point `latest.json` at it, and prune all but the newest `keep`."
+def save_training_state(run: str | Path, step: int, modules: dict[str, nn.Module],
+                        optimizers: dict[str, torch.optim.Optimizer], history: list, keep: int = 2) -> Path:
+    "Write checkpoint `step` (`<name>.safetensors` per module and optimizer, `state.json`) atomically, point `latest.json` at it, prune all but the newest `keep`."
+    run, names = Path(run), [*modules, *optimizers]
+    if len(set(names)) != len(names) or {"step", "history"} & set(names):
+        raise ValueError(f"module and optimizer names must be distinct and not 'step' or 'history': {names}")
     ckdir = run / "checkpoints"; ckdir.mkdir(parents=True, exist_ok=True)
     final = ckdir / f"step_{step:08d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=ckdir))
     try:
-        save_tensors(tmp / "model.safetensors", model.state_dict())
-        save_tensors(tmp / "ema.safetensors", ema.state_dict())
-        opt_tensors, opt_meta = _optimizer_tensors(opt)
-        save_tensors(tmp / "optimizer.safetensors", opt_tensors)
-        save_json(tmp / "state.json", {"step": step, "history": history, "optimizer": opt_meta})
+        for name, module in modules.items(): save_tensors(tmp / f"{name}.safetensors", module.state_dict())
+        opt_meta = {}
+        for name, opt in optimizers.items():
+            opt_tensors, opt_meta[name] = _optimizer_tensors(opt)
+            save_tensors(tmp / f"{name}.safetensors", opt_tensors)
+        save_json(tmp / "state.json", {"step": step, "history": history, **opt_meta})
         if final.exists(): shutil.rmtree(final)
         os.replace(tmp, final)
     finally:
@@ -351,6 +356,22 @@ def save_checkpoint(run: Path, step: int, model: nn.Module, ema: nn.Module, opt:
     for old in sorted(ckdir.glob("step_*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+def load_training_state(ck: str | Path, modules: dict[str, nn.Module],
+                        optimizers: dict[str, torch.optim.Optimizer] | None = None) -> dict:
+    "Restore the named modules and optimizers from checkpoint folder `ck`; returns its `state.json`."
+    ck = Path(ck)
+    state = load_json(ck / "state.json")
+    for name, module in modules.items(): load_state(module, ck / f"{name}.safetensors")
+    for name, opt in (optimizers or {}).items():
+        if name not in state: raise CheckpointError(f"{ck / 'state.json'} has no state for optimizer {name!r}")
+        opt.load_state_dict(_optimizer_state(load_tensors(ck / f"{name}.safetensors"), state[name]))
+    return state
+
+def save_checkpoint(run: Path, step: int, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
+                    history: list, keep: int = 2) -> Path:
+    "The diffusion trainer's checkpoint: `model`, `ema` and `optimizer` files (see `save_training_state`)."
+    return save_training_state(run, step, {"model": model, "ema": ema}, {"optimizer": opt}, history, keep)
 
 def latest_checkpoint(run: str | Path) -> Path:
     "The folder `latest.json` points at, checked to exist."
@@ -362,11 +383,7 @@ def latest_checkpoint(run: str | Path) -> Path:
 
 def load_checkpoint(ck: Path, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer | None) -> dict:
     "Restore model, EMA and optimizer from checkpoint folder `ck`; returns its `state.json`."
-    state = load_json(ck / "state.json")
-    load_state(model, ck / "model.safetensors"); load_state(ema, ck / "ema.safetensors")
-    if opt is not None:
-        opt.load_state_dict(_optimizer_state(load_tensors(ck / "optimizer.safetensors"), state["optimizer"]))
-    return state
+    return load_training_state(ck, {"model": model, "ema": ema}, {"optimizer": opt} if opt is not None else None)
 
 # %% ../nbs/06_train.ipynb #3750b579
 def _in_notebook() -> bool:
