@@ -24,6 +24,7 @@ def test_bench_steps_writes_table_csv_json_figure(tmp_path, capsys):
     out = tmp_path / "steps"
     assert main(["bench", "steps", "--n", "4", "--steps", "3", "1", "--out", str(out), "--quiet"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["figure.png", "results.csv", "results.json", "results.md"]
+    assert out.stat().st_mode & 0o055 == 0o055        # readable by others, not mkdtemp's 0700
     rows = read_csv(out / "results.csv")
     assert [r["steps"] for r in rows] == ["3", "1"]
     for r in rows:
