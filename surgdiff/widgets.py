@@ -26,9 +26,9 @@ from .samplers import LEVEL_SPACINGS, SAMPLERS, ddim_invert, sample
 
 # %% auto #0
 __all__ = ['STATIC_NOTE', 'SCHEDULE_NAMES', 'THESIS_STEPS', 'to_uint8', 'png_bytes', 'figure_png', 'decode_png',
-           'widgets_supported', 'NoisingExplorer', 'noising_explorer', 'DenoisingExplorer', 'denoising_explorer',
-           'StepSweep', 'step_sweep', 'handle_of', 'fill_from_neighbours', 'remove_classes', 'transform_instrument',
-           'add_instrument', 'LabelEditor', 'label_editor']
+           'widgets_supported', 'counting_model', 'NoisingExplorer', 'noising_explorer', 'DenoisingExplorer',
+           'denoising_explorer', 'StepSweep', 'step_sweep', 'handle_of', 'fill_from_neighbours', 'remove_classes',
+           'transform_instrument', 'add_instrument', 'LabelEditor', 'label_editor']
 
 # %% ../nbs/07_explore.ipynb #85105dd3
 def to_uint8(x: Tensor | np.ndarray) -> np.ndarray:
@@ -108,6 +108,14 @@ def _scene(label, size: tuple[int, int], seed: int) -> tuple[np.ndarray | None, 
 def _model_label(model, label: np.ndarray) -> Tensor:
     lab = torch.from_numpy(label.astype(np.int64))[None]
     return model.prepare_label(lab) if hasattr(model, "prepare_label") else lab
+
+def counting_model(model, progress: W.IntProgress):
+    "`model`, wrapped so that each network call advances `progress` (guidance batches its two passes into one call)."
+    def counted(x_t, alpha_bar, label):
+        out = model(x_t, alpha_bar, label)
+        progress.value += 1; progress.description = f"{progress.value} calls"
+        return out
+    return counted
 
 def _size_of(model, default=(64, 64)) -> tuple[int, int]:
     cfg = getattr(model, "config", None)
@@ -300,14 +308,6 @@ class DenoisingExplorer(W.VBox):
         return (self.sampler.value, int(self.steps.value), eta, self.spacing.value, float(self.guidance.value),
                 int(self.seed.value))
 
-    def _counting_model(self):
-        "The model, wrapped so each network call advances the progress bar."
-        def counted(x_t, alpha_bar, label):
-            out = self.model(x_t, alpha_bar, label)
-            self.progress.value += 1; self.progress.description = f"{self.progress.value} calls"
-            return out
-        return counted
-
     def run(self) -> dict:
         "Sample with the current settings (or take the cached run) and show its last step."
         key = self.settings()
@@ -317,7 +317,7 @@ class DenoisingExplorer(W.VBox):
             self.run_button.disabled = True
             start = time.perf_counter()
             try:
-                x, traj = sample(self._counting_model(), _model_label(self.model, self.label), sampler=sampler,
+                x, traj = sample(counting_model(self.model, self.progress), _model_label(self.model, self.label), sampler=sampler,
                                  steps=steps, eta=eta, spacing=spacing, guidance=guidance,
                                  generator=torch.Generator().manual_seed(seed), return_trajectory=True,
                                  progress=False, schedule=self.model.schedule, prediction=self.model.prediction,
@@ -563,21 +563,16 @@ class LabelEditor(W.VBox):
                 self._cache[key] = torch.randn((1, 3, H, W_), generator=torch.Generator().manual_seed(key[1]))
             else:
                 x0 = torch.from_numpy(self.real).permute(2, 0, 1).float()[None] / 127.5 - 1
-                self._cache[key] = ddim_invert(self._counting_model(), x0, _model_label(self.model, self.base),
+                self._cache[key] = ddim_invert(counting_model(self.model, self.progress), x0, _model_label(self.model, self.base),
                                                steps=self.invert_steps, schedule=self.model.schedule,
                                                prediction=self.model.prediction, guidance=key[2], progress=False)
         return self._cache[key]
-
-    def _counting_model(self):
-        def counted(x_t, alpha_bar, label):
-            out = self.model(x_t, alpha_bar, label); self.progress.value += 1; return out
-        return counted
 
     def _sample(self, label: np.ndarray, x_T: Tensor) -> np.ndarray:
         key = ("x", label.tobytes(), int(self.style_seed.value), float(self.guidance.value))
         if key not in self._cache:
             steps = self.invert_steps if self.real is not None else self.steps
-            x = sample(self._counting_model(), _model_label(self.model, label), steps=steps,
+            x = sample(counting_model(self.model, self.progress), _model_label(self.model, label), steps=steps,
                        guidance=float(self.guidance.value), x_T=x_T, clip=self.clip if self.real is None else None,
                        schedule=self.model.schedule, prediction=self.model.prediction, progress=False, device="cpu")
             self._cache[key] = to_uint8(x)
