@@ -25,12 +25,13 @@ from .metrics import (PROTOCOL, default_extractor, diversity, fid_from_features,
                               kid_from_features, to_uint8)
 from .segment import (HELDOUT_SEED_OFFSET, SegmenterConfig, label_consistency, synthetic_pairs,
                               train_segmenter)
+from .samplers import sample, sampling_settings
 from .train import load_json, save_json
 
 # %% auto #0
 __all__ = ['Generator', 'THESIS_STEPS', 'COLUMNS', 'EvalData', 'eval_data', 'other_style', 'DiffusionGenerator',
-           'BaselineGeneratorAdapter', 'load_generator', 'evaluate', 'markdown_table', 'write_report', 'command_line',
-           'bench_steps', 'steps_figure', 'bench_compare', 'compare_figure', 'downstream']
+           'BaselineGeneratorAdapter', 'native_size', 'load_generator', 'evaluate', 'markdown_table', 'write_report',
+           'command_line', 'bench_steps', 'steps_figure', 'bench_compare', 'compare_figure', 'downstream']
 
 # %% ../nbs/10_bench.ipynb #5245f76f
 @dataclass
@@ -72,16 +73,15 @@ THESIS_STEPS = (2000, 80, 40, 20, 10, 4)
 class DiffusionGenerator:
     "A diffusion model with fixed sampling settings, as a generator of uint8 images."
     model: Any
-    steps: int = 40
-    sampler: str = "ddim"
-    eta: float = 0.0
-    guidance: float = 1.5
-    clip: float | None = 1.0
+    steps: int | None = None        # None: the model's recommended setting (`sampling_settings`)
+    sampler: str | None = None
+    eta: float | None = None
+    guidance: float | None = None
+    clip: float | None = None
     batch_size: int = 16
     progress: bool = False
 
     def __call__(self, labels: np.ndarray, seed: int = 0) -> np.ndarray:
-        from surgdiff.samplers import sample
         lab = self.model.prepare_label(torch.from_numpy(np.asarray(labels).astype(np.int64)))
         g, out = torch.Generator().manual_seed(seed), []
         for i in range(0, len(lab), self.batch_size):
@@ -92,7 +92,9 @@ class DiffusionGenerator:
         return np.concatenate(out)
 
     def describe(self) -> str:
-        return f"{self.sampler} {self.steps} steps, η={self.eta}, guidance {self.guidance}, clip {self.clip}"
+        st = sampling_settings(self.model, sampler=self.sampler, steps=self.steps, eta=self.eta, guidance=self.guidance,
+                               clip=self.clip)
+        return f"{st['sampler']} {st['steps']} steps, η={st['eta']}, guidance {st['guidance']}, clip {st['clip']}"
 
 @dataclass
 class BaselineGeneratorAdapter:
@@ -110,9 +112,13 @@ class BaselineGeneratorAdapter:
 
     def describe(self) -> str: return f"{self.model.config.name} (one forward pass)"
 
-def load_generator(spec: str, steps: int = 40, sampler: str = "ddim", eta: float = 0.0, guidance: float = 1.5,
-                   clip: float | None = 1.0, batch_size: int = 16):
-    "'demo', a diffusion model/run folder, or a baseline model/run folder, as a generator."
+def native_size(gen) -> tuple[int, int]:
+    "The (H, W) a generator's model was trained at."
+    return tuple(gen.model.config.image_size)
+
+def load_generator(spec: str, steps: int | None = None, sampler: str | None = None, eta: float | None = None,
+                   guidance: float | None = None, clip: float | None = None, batch_size: int = 16):
+    "'demo', a diffusion model/run folder, or a baseline model/run folder, as a generator (None: the model's settings)."
     from surgdiff.train import load_pretrained
     path = Path(spec)
     cfg_file = path / "config.json"
@@ -194,14 +200,14 @@ def command_line() -> str:
 
 # %% ../nbs/10_bench.ipynb #b839ef59
 def bench_steps(model: str = "demo", data: str = "synthetic", steps: Sequence[int] = THESIS_STEPS,
-                n: int = 64, size: tuple[int, int] = (64, 64), sampler: str = "ddim", eta: float = 0.0,
-                guidance: float = 1.5, clip: float | None = 1.0, seed: int = 0, fid: bool = True,
+                n: int = 64, size: tuple[int, int] | None = None, sampler: str | None = None, eta: float | None = None,
+                guidance: float | None = None, clip: float | None = None, seed: int = 0, fid: bool = True,
                 diversity_labels: int = 0, out: str | Path | None = None, progress: bool = True,
                 command: str | None = None) -> list[dict]:
     "Table 1: metrics of one diffusion model sampled with each of `steps`, on the same label maps and seeds."
     gen = load_generator(model, sampler=sampler, eta=eta, guidance=guidance, clip=clip)
     if not isinstance(gen, DiffusionGenerator): raise ValueError(f"{model} is not a diffusion model; bench steps needs one")
-    ev = eval_data(data, n, size)
+    ev = eval_data(data, n, size or native_size(gen))
     ext = default_extractor() if fid else None
     rows = []
     for s in tqdm(list(steps), desc="bench steps", disable=not progress):
@@ -209,7 +215,7 @@ def bench_steps(model: str = "demo", data: str = "synthetic", steps: Sequence[in
         rows.append({"steps": int(s), **evaluate(gen, ev, seed, fid=fid, diversity_labels=diversity_labels,
                                                  extractor=ext, progress=False)})
     if out is not None:
-        meta = {"model": model, "sampling": f"{sampler}, η={eta}, guidance {guidance}, clip {clip}, seed {seed}",
+        meta = {"model": model, "sampling": f"{gen.describe().split(' steps, ', 1)[-1]}, seed {seed}",
                 "data": ev.source, "protocol": PROTOCOL.describe() if fid else "no FID", "command": command or command_line()}
         write_report(out, rows, "steps", "steps", "Sampling steps (thesis Table 1)", meta, steps_figure(rows, ev))
     return rows
@@ -232,14 +238,15 @@ def steps_figure(rows: list[dict], ev: EvalData, k: int = 4) -> Figure:
     return fig
 
 # %% ../nbs/10_bench.ipynb #b4d62cb7
-def bench_compare(models: dict[str, str], data: str = "synthetic", n: int = 64, size: tuple[int, int] = (64, 64),
-                  steps: int = 40, guidance: float = 1.5, clip: float | None = 1.0, seed: int = 0, fid: bool = True,
+def bench_compare(models: dict[str, str], data: str = "synthetic", n: int = 64, size: tuple[int, int] | None = None,
+                  steps: int | None = None, guidance: float | None = None, clip: float | None = None, seed: int = 0,
+                  fid: bool = True,
                   diversity_labels: int = 8, diversity_seeds: int = 4, reference: bool = True,
                   out: str | Path | None = None, progress: bool = True, command: str | None = None) -> list[dict]:
     "Table 2: each of `models` (name -> spec) on the same label maps, plus the other-style reference row."
     if not models: raise ValueError("bench compare needs at least one model (name=spec)")
     gens = {name: load_generator(spec, steps=steps, guidance=guidance, clip=clip) for name, spec in models.items()}
-    ev = eval_data(data, n, size)
+    ev = eval_data(data, n, size or native_size(next(iter(gens.values()))))
     ext = default_extractor() if fid else None
     rows = []
     for name, gen in tqdm(gens.items(), desc="bench compare", disable=not progress):
@@ -269,11 +276,13 @@ def compare_figure(rows: list[dict], ev: EvalData, k: int = 4) -> Figure:
 
 # %% ../nbs/10_bench.ipynb #21340c78
 def downstream(model: str = "demo", n_real: int = 64, per_label: int = 4, n_new: int = 256, n_eval: int = 256,
-               size: tuple[int, int] = (64, 64), steps: int = 2000, sample_steps: int = 20, guidance: float = 1.5,
+               size: tuple[int, int] | None = None, steps: int = 2000, sample_steps: int | None = 20,
+               guidance: float | None = None,
                seeds: Sequence[int] = (0,), real_offset: int = 3_000_000, out: str | Path | None = None,
                progress: bool = True, command: str | None = None) -> list[dict]:
     "Segmenter mIoU on held-out real pairs when trained on real pairs only vs real + generated pairs."
     gen = load_generator(model, steps=sample_steps, guidance=guidance)
+    size = size or native_size(gen)
     real_imgs, real_labs = synthetic_pairs(range(real_offset, real_offset + n_real), size)
     _, new_labs = synthetic_pairs(range(real_offset + n_real, real_offset + n_real + n_new), size)
     eval_imgs, eval_labs = synthetic_pairs(range(HELDOUT_SEED_OFFSET, HELDOUT_SEED_OFFSET + n_eval), size)

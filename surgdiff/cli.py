@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .train import TrainingDiverged
+from .samplers import SAMPLERS, sampling_settings
 from .data import (SPLITS, colorize, contact_sheet, frame_name, read_label, synthetic_scene, video_dir,
                            write_synthetic_cadis)
 
@@ -94,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 # %% ../nbs/90_cli.ipynb #84e904fc
 def bundled_labels() -> list[Path]:
-    "The label maps shipped with the package (held-out synthetic scenes, 64×64)."
+    "The label maps shipped with the package: held-out synthetic scenes at the demo model's size."
     from surgdiff.train import ASSETS
     return sorted((ASSETS / "labels").glob("*.png"))
 
@@ -109,18 +110,27 @@ def _label_files(spec: str | None) -> list[Path]:
     raise CLIError(f"--labels {p}: no such file or folder")
 
 def _load_labels(files: list[Path], size: tuple[int, int]) -> np.ndarray:
-    "Read label maps (CaDIS ids, checked) and resize them (nearest) to `size`."
-    out = []
+    "Read label maps (CaDIS ids, checked) and resize them (nearest neighbour) to `size`, saying so once."
+    out, resized = [], {}
     for f in files:
         lab = read_label(f)
         if lab.shape != tuple(size):
+            resized.setdefault(lab.shape, 0); resized[lab.shape] += 1
             lab = np.asarray(Image.fromarray(lab).resize((size[1], size[0]), Image.NEAREST))
         out.append(lab)
+    if resized:  # said even with --quiet: it changes what is generated
+        frm = ", ".join(f"{n} from {h}x{w}" for (h, w), n in resized.items())
+        print(f"note: resized {sum(resized.values())} label map(s) ({frm}) to the model's {size[0]}x{size[1]} "
+              "with nearest neighbour")
     return np.stack(out)
 
 def _load_model(spec: str):
     from surgdiff.train import load_pretrained
     return load_pretrained(spec)
+
+def _sampling_args(args: argparse.Namespace) -> dict:
+    "The sampling flags given on the command line (None = the model's recommendation)."
+    return dict(sampler=args.sampler, steps=args.steps, eta=args.eta, guidance=args.guidance, clip=args.clip)
 
 def generate(model, labels: np.ndarray, args: argparse.Namespace, seed: int) -> np.ndarray:
     "Sample images (uint8 B×H×W×3) for CaDIS label maps with the options in `args`, in batches."
@@ -131,8 +141,7 @@ def generate(model, labels: np.ndarray, args: argparse.Namespace, seed: int) -> 
     g = torch.Generator().manual_seed(seed)
     for i in range(0, len(lab), args.batch_size):
         with torch.no_grad():
-            x = sample(model, lab[i:i + args.batch_size], sampler=args.sampler, steps=args.steps, eta=args.eta,
-                       guidance=args.guidance, clip=args.clip or None, generator=g, progress=not args.quiet)
+            x = sample(model, lab[i:i + args.batch_size], **_sampling_args(args), generator=g, progress=not args.quiet)
         out.append(((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
     return np.concatenate(out)
 
@@ -147,7 +156,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
             Image.fromarray(img).save(tmp / f"{f.stem}.png")
             Image.fromarray(colorize(lab)).save(tmp / f"{f.stem}_label.png")
         Image.fromarray(contact_sheet(list(images), list(labels), ncols=min(8, len(images)))).save(tmp / "contact_sheet.png")
-    print(f"wrote {len(files)} images ({args.sampler}, {args.steps} steps, guidance {args.guidance}) and "
+    st = sampling_settings(model, **_sampling_args(args))
+    print(f"wrote {len(files)} images ({st['sampler']}, {st['steps']} steps, guidance {st['guidance']}, clip {st['clip']}) and "
           f"{Path(args.out) / 'contact_sheet.png'}")
 
 # %% ../nbs/90_cli.ipynb #2d84f513
@@ -200,7 +210,7 @@ def _model_pairs(specs: list[str]) -> dict[str, str]:
 def cmd_bench(args: argparse.Namespace) -> None:
     "Run one of the bench jobs (steps, compare, downstream) into a new output folder."
     from surgdiff import bench
-    clip, cmd = args.clip or None, "surgdiff " + " ".join(args.argv)
+    clip, cmd = args.clip, "surgdiff " + " ".join(args.argv)
     with atomic_output_dir(args.out) as tmp:
         if args.job == "steps":
             rows = bench.bench_steps(args.model[0] if args.model else "demo", args.data, args.steps or bench.THESIS_STEPS,
@@ -255,12 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     def sampling_options(q):
         q.add_argument("--model", default="demo", help="'demo' (shipped), a model folder or a run folder (default: demo)")
         q.add_argument("--labels", help="a label PNG (CaDIS ids) or a folder of them (default: the bundled label maps)")
-        q.add_argument("--steps", type=int, default=40, help="sampling steps (default: %(default)s)")
-        q.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpmpp_2m"], help="(default: %(default)s)")
-        q.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 DDPM-like (default: %(default)s)")
-        q.add_argument("--guidance", type=float, default=1.5, help="classifier-free guidance scale; 1 = none (default: %(default)s)")
-        q.add_argument("--clip", type=float, default=1.0, help="clamp each step's x̂0 to [-clip, clip], which keeps "
-                       "colours in range; 0 = off (default: %(default)s)")
+        rec = " (default: the model's recommendation, in its config.json)"
+        q.add_argument("--steps", type=int, help="sampling steps" + rec)
+        q.add_argument("--sampler", choices=list(SAMPLERS), help="sampler" + rec)
+        q.add_argument("--eta", type=float, help="DDIM noise: 0 deterministic, 1 DDPM-like" + rec)
+        q.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 = none" + rec)
+        q.add_argument("--clip", type=float, help="clamp each step's x̂0 to [-clip, clip], which keeps colours in "
+                       "range; 0 = off" + rec)
         q.add_argument("--seed", type=int, default=0, help="random seed; same seed, same images (default: %(default)s)")
         q.add_argument("--batch-size", type=int, default=8, help="images per network call (default: %(default)s)")
         q.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -300,11 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "run folder; repeat for compare as NAME=SPEC (default: demo)")
     e.add_argument("--data", default="synthetic", help="'synthetic' or a CaDIS root (default: %(default)s)")
     e.add_argument("--n", type=int, default=64, help="evaluation images (default: %(default)s)")
-    e.add_argument("--size", type=_size, default=(64, 64), help="image size HxW (default: 64x64)")
+    e.add_argument("--size", type=_size, help="image size HxW (default: the (first) model's own size)")
     e.add_argument("--steps", type=int, nargs="+", help="sampling steps: a list for 'steps' (default: 2000 80 40 20 "
                    "10 4), one value for compare (40) and downstream (20)")
-    e.add_argument("--guidance", type=float, default=1.5, help="classifier-free guidance (default: %(default)s)")
-    e.add_argument("--clip", type=float, default=1.0, help="x̂0 clipping, 0 = off (default: %(default)s)")
+    e.add_argument("--guidance", type=float, help="classifier-free guidance (default: the model's recommendation)")
+    e.add_argument("--clip", type=float, help="x̂0 clipping, 0 = off (default: the model's recommendation)")
     e.add_argument("--seed", type=int, default=0, help="generation seed (default: %(default)s)")
     e.add_argument("--no-fid", action="store_true", help="skip FID/KID (Inception features are the slow part on a CPU)")
     e.add_argument("--diversity-labels", type=int, default=8, help="compare: label maps sampled 4 times each for "

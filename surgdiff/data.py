@@ -16,9 +16,10 @@ from PIL import Image, ImageFilter, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 # %% auto #0
-__all__ = ['CLASS_NAMES', 'NUM_CLASSES', 'IGNORE', 'PALETTE', 'GROUPINGS', 'GROUP_CLASS_NAMES', 'INSTRUMENTS', 'SPLITS',
-           'LAYOUT_HELP', 'num_classes', 'remap', 'colorize', 'synthetic_scene', 'contact_sheet', 'video_dir',
-           'frame_name', 'write_synthetic_cadis', 'read_label', 'read_image', 'resize_pair', 'CaDISDataset']
+__all__ = ['CLASS_NAMES', 'NUM_CLASSES', 'IGNORE', 'PALETTE', 'GROUPINGS', 'GROUP_CLASS_NAMES', 'INSTRUMENTS',
+           'INSTRUMENT_WEIGHTS', 'SPLITS', 'LAYOUT_HELP', 'INSTRUMENT_IDS', 'num_classes', 'remap', 'colorize',
+           'synthetic_scene', 'contact_sheet', 'video_dir', 'frame_name', 'write_synthetic_cadis', 'read_label',
+           'read_image', 'resize_pair', 'CaDISDataset', 'layout_statistics', 'compare_layouts']
 
 # %% ../nbs/00_data.ipynb #8a816bfa
 CLASS_NAMES: list[str] = [
@@ -88,9 +89,13 @@ def colorize(label) -> np.ndarray:
 # %% ../nbs/00_data.ipynb #b14e8c79
 # Instruments as (tip/shaft id, handle id or None, handle RGB): pairs taken from the CaDIS class list.
 INSTRUMENTS: list[tuple[int, int | None, tuple[int, int, int]]] = [
-    (13, 21, (70, 70, 80)), (15, 18, (205, 205, 210)), (9, 22, (70, 110, 200)), (16, 23, (80, 160, 95)),
-    (14, 24, (225, 225, 235)), (12, 28, (200, 170, 90)), (10, 20, (150, 150, 165)), (7, 32, (100, 140, 215)),
-    (8, None, (0, 0, 0)), (11, None, (0, 0, 0)), (17, None, (0, 0, 0)), (19, None, (0, 0, 0))]
+    (19, None, (0, 0, 0)), (15, 18, (205, 205, 210)), (13, 21, (70, 70, 80)), (17, None, (0, 0, 0)),
+    (9, 22, (70, 110, 200)), (7, 32, (100, 140, 215)), (8, None, (0, 0, 0)), (11, None, (0, 0, 0)),
+    (14, 24, (225, 225, 235)), (16, 23, (80, 160, 95)), (12, 28, (200, 170, 90)), (10, 20, (150, 150, 165))]
+#: How often each entry of `INSTRUMENTS` is drawn: capsulorhexis forceps and the I/A handpiece lead, as in CaDIS.
+INSTRUMENT_WEIGHTS: np.ndarray = np.array([5, 5, 3, 2, 2, 1.5, 1, 1, 1, 1, 1, 1]) / 24.5
+_FORCEPS = (19, 11, 33)   # tissue forceps: drawn as two prongs
+_THICK = (13, 14, 15)     # handpieces and the lens injector: thick shafts
 
 def _segment(yy: np.ndarray, xx: np.ndarray, p0, p1) -> tuple[np.ndarray, np.ndarray]:
     "Distance of each pixel to the segment p0→p1 (points as (y, x)), and the position along it in [0, 1]."
@@ -98,50 +103,104 @@ def _segment(yy: np.ndarray, xx: np.ndarray, p0, p1) -> tuple[np.ndarray, np.nda
     u = np.clip(((yy - p0[0]) * d[0] + (xx - p0[1]) * d[1]) / n2, 0, 1)
     return np.hypot(yy - (p0[0] + u * d[0]), xx - (p0[1] + u * d[1])), u
 
-def _layout(rng: np.random.Generator, H: int, W: int) -> dict:
-    "Draw the geometry of one scene (positions, radii, instruments) from `rng`."
-    m = min(H, W)
-    eye = dict(cy=H * rng.uniform(0.42, 0.58), cx=W * rng.uniform(0.40, 0.60), rc=m * rng.uniform(0.30, 0.40))
-    eye["ri"] = eye["rc"] * rng.uniform(0.78, 0.88); eye["rp"] = eye["ri"] * rng.uniform(0.45, 0.65)
-    eye["pupil_dy"], eye["pupil_dx"] = rng.normal(0, 0.04, 2) * eye["ri"]
-    tape = dict(y0=eye["cy"] + eye["rc"] * rng.uniform(1.05, 1.5), tilt=rng.uniform(-0.25, 0.25),
-                wave=rng.uniform(0, 0.05) * H, angle=rng.uniform(-0.5, 0.5), period=m * rng.uniform(0.05, 0.1))
-    retractors = []
-    for side in rng.choice([-1, 1], size=rng.integers(1, 3), replace=False):  # -1 top lid, +1 bottom lid
-        x0 = eye["cx"] + rng.uniform(-0.5, 0.5) * eye["rc"]
-        lid = eye["cy"] + side * eye["rc"] * rng.uniform(0.9, 1.1)
-        retractors.append(dict(pts=[(eye["cy"] + side * H, x0), (lid, x0 + rng.uniform(-0.2, 0.2) * eye["rc"]),
-                                    (lid - side * 0.12 * eye["rc"], x0 + rng.uniform(-0.35, 0.35) * eye["rc"])],
-                               width=m * rng.uniform(0.012, 0.022)))
+def _border_point(rng: np.random.Generator, side: int, H: int, W: int) -> tuple[float, float]:
+    "A point just outside the frame on `side` (0 lower, 1 top, 2 left, 3 right), as (y, x)."
+    if side == 0: return (1.05 * H, W * rng.uniform(0.15, 0.85))
+    if side == 1: return (-0.05 * H, W * rng.uniform(0.15, 0.85))
+    return (H * rng.uniform(0.3, 1.0), -0.05 * W if side == 2 else 1.05 * W)
+
+def _eye(rng: np.random.Generator, H: int, W: int) -> tuple[dict, list[dict]]:
+    "The iris and pupil (centre near the real mean and spread), and the iris hooks pulling the pupil."
+    cy, cx = H * float(np.clip(rng.normal(0.57, 0.14), 0.25, 0.9)), W * float(np.clip(rng.normal(0.53, 0.09), 0.3, 0.75))
+    ri = H * float(np.clip(rng.normal(0.425, 0.025), 0.36, 0.5))
+    eye = dict(cy=cy, cx=cx, ri=ri, rp=ri * rng.uniform(0.6, 0.68), iris_squash=rng.uniform(0.92, 1.05))
+    eye["pupil_dy"], eye["pupil_dx"] = rng.normal(0, 0.03, 2) * ri
+    hooks = []
+    if rng.random() < 0.73:
+        n = int(rng.choice([4, 4, 4, 5]))
+        for a in rng.uniform(0, 2 * np.pi) + 2 * np.pi * np.arange(n) / n + rng.normal(0, 0.15, n):
+            hooks.append(dict(angle=float(a), reach=rng.uniform(0.9, 2.2) * H, bend=rng.normal(0, 0.08)))
+    eye["pull"] = rng.uniform(0.08, 0.18) if hooks else 0.0
+    return eye, hooks
+
+def _tools(rng: np.random.Generator, eye: dict, H: int, W: int) -> list[dict]:
+    "Instruments: tip in or at the pupil, shaft to a border (mostly the lower one), handle near the border."
     tools = []
-    for k in rng.choice(len(INSTRUMENTS), size=rng.integers(0, 4), replace=False):
-        phi = rng.uniform(0, 2 * np.pi)
-        tip = (eye["cy"] + rng.uniform(-0.5, 0.5) * eye["ri"], eye["cx"] + rng.uniform(-0.5, 0.5) * eye["ri"])
-        direction = np.array([np.sin(phi), np.cos(phi)])
-        shaft_len = eye["rc"] * rng.uniform(0.9, 1.5)
-        w = m * rng.uniform(0.012, 0.022)
-        tools.append(dict(kind=int(k), tip=tip, mid=tuple(np.add(tip, shaft_len * direction)),
-                          end=tuple(np.add(tip, 3 * (H + W) * direction)), width=w,
-                          handle_width=w * rng.uniform(2.5, 4.0)))
+    for k in rng.choice(len(INSTRUMENTS), size=int(rng.choice(4, p=[0.08, 0.72, 0.18, 0.02])), replace=False,
+                        p=INSTRUMENT_WEIGHTS):
+        rr, a = eye["rp"] * np.sqrt(rng.uniform(0, 1.1)), rng.uniform(0, 2 * np.pi)
+        tip_id = INSTRUMENTS[int(k)][0]
+        width = H * (rng.uniform(0.035, 0.06) if tip_id in _THICK else rng.uniform(0.015, 0.025) * (2 if tip_id in _FORCEPS else 1))
+        tools.append(dict(kind=int(k), tip=(eye["cy"] + eye["pupil_dy"] + rr * np.sin(a), eye["cx"] + eye["pupil_dx"] + rr * np.cos(a)),
+                          end=_border_point(rng, int(rng.choice(4, p=[0.7, 0.1, 0.1, 0.1])), H, W),
+                          handle_at=rng.uniform(0.6, 1.0), width=width, handle_width=H * rng.uniform(0.06, 0.1),
+                          forceps=tip_id in _FORCEPS, spread=rng.uniform(0.04, 0.1) * H))
+    return tools
+
+def _layout(rng: np.random.Generator, H: int, W: int) -> dict:
+    "Draw the geometry of one scene (eye, globe, tape, retractors, hand, instruments) from `rng`."
+    eye, hooks = _eye(rng, H, W)
+    globe = dict(cy=eye["cy"] + rng.normal(0.06, 0.05) * H, cx=W / 2 + rng.normal(0, 0.05) * W,
+                 ay=H * rng.uniform(0.52, 0.68), ax=W * rng.uniform(0.44, 0.56), p=rng.uniform(2.0, 3.0),
+                 waves=[(k, rng.uniform(0, 0.1) / k ** 0.5, rng.uniform(0, 2 * np.pi)) for k in (2, 3, 4, 5)])
+    tape = None
+    if rng.random() < 0.67:
+        tape = dict(y0=H * rng.uniform(0.75, 0.95), tilt=rng.uniform(-0.35, 0.35), angle=rng.uniform(-0.5, 0.5),
+                    period=H * rng.uniform(0.05, 0.1))
+    retractors = []
+    for x0 in rng.uniform(0.1, 0.9, int(rng.choice(3, p=[0.13, 0.3, 0.57]))) * W:
+        s = 1 if rng.random() < 0.75 else -1   # +1: over the upper lid, from the top border
+        y0 = -0.02 * H if s == 1 else 1.02 * H
+        retractors.append(dict(pts=[(y0, x0), (y0 + s * H * rng.uniform(0.05, 0.12), x0 + rng.normal(0, 0.03) * W),
+                                    (y0 + s * H * rng.uniform(0.08, 0.16), x0 + rng.normal(0, 0.05) * W)],
+                               width=H * rng.uniform(0.025, 0.045)))
     hand = None
-    if rng.random() < 0.3:
-        phi = rng.uniform(0, 2 * np.pi)
-        hand = dict(cy=H / 2 + np.sin(phi) * H * 0.6, cx=W / 2 + np.cos(phi) * W * 0.6,
-                    ry=m * rng.uniform(0.18, 0.3), rx=m * rng.uniform(0.25, 0.4), rot=rng.uniform(0, np.pi))
-    return dict(eye=eye, tape=tape, retractors=retractors, tools=tools, hand=hand)
+    if rng.random() < 0.2:
+        hand = dict(cy=H * rng.uniform(0.85, 1.15), cx=W * (0.5 + rng.choice([-1, 1]) * rng.uniform(0.3, 0.5)),
+                    ry=H * rng.uniform(0.12, 0.22), rx=H * rng.uniform(0.2, 0.35), rot=rng.uniform(-0.6, 0.6))
+    return dict(eye=eye, hooks=hooks, globe=globe, tape=tape, retractors=retractors, hand=hand,
+                tools=_tools(rng, eye, H, W))
 
 # %% ../nbs/00_data.ipynb #4c89d128
+def _pupil_radius(eye: dict, hooks: list[dict], ang: np.ndarray) -> np.ndarray:
+    "Radius of the pupil at polar angle `ang` around its centre: a circle, pulled out towards each iris hook."
+    r = np.full_like(ang, eye["rp"])
+    for h in hooks:
+        r = r * (1 + eye["pull"] * np.exp(-(np.angle(np.exp(1j * (ang - h["angle"]))) / 0.45) ** 2))
+    return r
+
+def _tool_parts(tool: dict) -> tuple[list[tuple], tuple | None]:
+    "An instrument as (shaft segments, handle segment or None), each segment (p0, p1, width)."
+    tip, end = np.array(tool["tip"]), np.array(tool["end"])
+    mid = tip + tool["handle_at"] * (end - tip)
+    if not tool["forceps"]:
+        return [(tuple(tip), tuple(mid), tool["width"])], (tuple(mid), tuple(end), tool["handle_width"])
+    d = end - tip; n = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-9)
+    prongs = [(tuple(tip + s * 0.2 * tool["spread"] * n), tuple(mid + s * tool["spread"] * n), 0.7 * tool["width"])
+              for s in (-1, 1)]
+    return prongs + [(tuple(mid), tuple(end), 1.3 * tool["width"])], None
+
 def _paint_label(geo: dict, H: int, W: int) -> tuple[np.ndarray, dict]:
     "Paint the label map for a layout; also return the masks and coordinates the renderer reuses."
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float64) + 0.5
-    e, tp = geo["eye"], geo["tape"]
-    lab = np.full((H, W), 5, np.uint8)                                   # skin everywhere
-    edge = tp["y0"] + tp["tilt"] * (xx - W / 2) + tp["wave"] * np.sin(xx / W * 2 * np.pi)
-    lab[yy > edge] = 1                                                   # tape
-    r = np.hypot(yy - e["cy"], xx - e["cx"])
-    rp = np.hypot(yy - e["cy"] - e["pupil_dy"], xx - e["cx"] - e["pupil_dx"])
-    lab[r < e["rc"]] = 6; lab[r < e["ri"]] = 4; lab[rp < e["rp"]] = 0    # cornea, iris, pupil
-    aux = dict(yy=yy, xx=xx, r=r, rp=rp, tools=[], retractors=[])
+    e, g = geo["eye"], geo["globe"]
+    lab = np.full((H, W), 5, np.uint8)                                          # skin everywhere
+    gu, gv = (xx - g["cx"]) / g["ax"], (yy - g["cy"]) / g["ay"]
+    wobble = 1 + sum(a * np.sin(k * np.arctan2(gv, gu) + ph) for k, a, ph in g["waves"])
+    aux = dict(yy=yy, xx=xx, globe=(np.abs(gu) ** g["p"] + np.abs(gv) ** g["p"]) ** (1 / g["p"]) / wobble)
+    lab[aux["globe"] < 1] = 6                                                   # the visible globe
+    py, px = yy - e["cy"] - e["pupil_dy"], xx - e["cx"] - e["pupil_dx"]
+    aux["r"] = np.hypot((yy - e["cy"]) / e["iris_squash"], xx - e["cx"])
+    aux["rp"] = np.hypot(py, px) / _pupil_radius(e, geo["hooks"], np.arctan2(py, px))  # < 1 inside the pupil
+    lab[aux["r"] < e["ri"]] = 4; lab[aux["rp"] < 1] = 0                         # iris, pupil
+    if (tp := geo["tape"]) is not None:                                         # tape lies on the skin
+        lab[(yy > tp["y0"] + tp["tilt"] * np.abs(xx - W / 2) * H / W) & (lab == 5)] = 1
+    for h in geo["hooks"]:
+        rim = 0.97 * e["rp"] * (1 + e["pull"])
+        p0 = (e["cy"] + e["pupil_dy"] + rim * np.sin(h["angle"]), e["cx"] + e["pupil_dx"] + rim * np.cos(h["angle"]))
+        a = h["angle"] + h["bend"]
+        lab[_segment(yy, xx, p0, (p0[0] + h["reach"] * np.sin(a), p0[1] + h["reach"] * np.cos(a)))[0] < max(0.004 * H, 0.45)] = 35
+    aux["retractors"] = []
     for ret in geo["retractors"]:
         pts = ret["pts"]
         dist = np.minimum(_segment(yy, xx, pts[0], pts[1])[0], _segment(yy, xx, pts[1], pts[2])[0])
@@ -151,83 +210,98 @@ def _paint_label(geo: dict, H: int, W: int) -> tuple[np.ndarray, dict]:
         u, v = (xx - h["cx"]) * c + (yy - h["cy"]) * s, -(xx - h["cx"]) * s + (yy - h["cy"]) * c
         aux["hand"] = (u / h["rx"]) ** 2 + (v / h["ry"]) ** 2
         lab[aux["hand"] < 1] = 2
+    aux["tools"] = []
     for tool in geo["tools"]:
         tip_id, handle_id, _ = INSTRUMENTS[tool["kind"]]
-        d_h, _ = _segment(yy, xx, tool["mid"], tool["end"])
-        d_s, along = _segment(yy, xx, tool["tip"], tool["mid"])
-        lab[d_h < tool["handle_width"] / 2] = tip_id if handle_id is None else handle_id
-        lab[d_s < tool["width"] / 2] = tip_id
+        shafts, handle = _tool_parts(tool)
+        d_s = np.min([_segment(yy, xx, p0, p1)[0] - w / 2 for p0, p1, w in shafts], 0)  # < 0 inside
+        d_h = _segment(yy, xx, handle[0], handle[1])[0] - handle[2] / 2 if handle else np.full_like(yy, np.inf)
+        lab[d_h < 0] = tip_id if handle_id is None else handle_id
+        lab[d_s < 0] = tip_id
         aux["tools"].append((d_s, d_h))
     return lab, aux
 
 # %% ../nbs/00_data.ipynb #e8a0f79c
+_REFLEX = np.array([[255, 140, 50], [235, 95, 35], [205, 90, 40], [170, 80, 35]])  # orange-red … brown
+
 def _style(rng: np.random.Generator) -> dict:
     "Draw the look of a scene: everything that changes pixels but not labels."
-    return dict(temp=rng.uniform(-0.15, 0.15), bright=rng.uniform(0.75, 1.15), vignette=rng.uniform(0.25, 0.7),
-                blur=rng.uniform(0.0, 1.2), noise=rng.uniform(0, 4), skin=rng.uniform(-18, 18, 3),
-                iris=rng.uniform(-20, 20, 3), reflex=rng.uniform(0.75, 1.1),
-                glove=[(235, 225, 200), (120, 170, 215), (140, 195, 155)][rng.integers(3)],
-                spot=rng.uniform(-0.5, 0.5, 2), tex_phase=rng.uniform(0, 2 * np.pi, 6))
+    return dict(temp=rng.uniform(-0.12, 0.12), bright=rng.uniform(0.7, 1.15), vignette=rng.uniform(0.35, 0.8),
+                blur=rng.uniform(0.0, 1.2), noise=rng.uniform(0, 4), skin=rng.uniform(-20, 20, 3),
+                sclera=rng.uniform(-15, 10, 3), vessels=rng.uniform(0.3, 1.0),
+                iris=np.array([95, 80, 65]) + rng.uniform(-25, 25, 3),
+                reflex=_REFLEX[rng.integers(len(_REFLEX))] + rng.uniform(-20, 20, 3), reflex_gain=rng.uniform(0.8, 1.1),
+                lens=rng.uniform(0.0, 0.15), glove=[(235, 225, 200), (120, 170, 215), (140, 195, 155)][rng.integers(3)],
+                spot=rng.uniform(-0.6, 0.6, 2), spot_size=rng.uniform(0.05, 0.15), tex_phase=rng.uniform(0, 2 * np.pi, 8))
+
+def _vessels(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    "A map in [0, 1] of thin wavy red vessels (coordinates in frame heights)."
+    out = np.zeros_like(u)
+    for _ in range(rng.integers(6, 12)):
+        a, f, c0, p0 = rng.uniform(0, np.pi), rng.uniform(3, 9), rng.uniform(-1, 1), rng.uniform(0, 2 * np.pi)
+        s, t = u * np.cos(a) + v * np.sin(a), -u * np.sin(a) + v * np.cos(a)
+        out = np.maximum(out, np.exp(-((t - c0 - 0.04 * np.sin(f * s + p0)) / 0.006) ** 2))
+    return out
 
 def _render(lab: np.ndarray, aux: dict, geo: dict, st: dict, rng: np.random.Generator) -> np.ndarray:
     "Texture each labelled region and apply the scene style; returns uint8 RGB."
-    H, W = lab.shape; yy, xx, e = aux["yy"], aux["xx"], geo["eye"]
-    m, ph = min(H, W), st["tex_phase"]
-    img = np.zeros((H, W, 3), np.float64)
-    # skin: mottled pink with a few dark red vessels
-    mott = 0.06 * np.sin(xx / m * 9 + ph[0]) * np.sin(yy / m * 7 + ph[1])
-    skin = (np.array([205, 140, 130]) + st["skin"]) * (1 + mott[..., None])
-    for _ in range(rng.integers(3, 7)):
-        a, f, p0 = rng.uniform(0, np.pi), rng.uniform(4, 12), rng.uniform(0, 2 * np.pi)
-        u = (xx * np.cos(a) + yy * np.sin(a)) / m; v = (-xx * np.sin(a) + yy * np.cos(a)) / m
-        dist = np.abs(v - rng.uniform(0, 1.5) - 0.03 * np.sin(f * u + p0))
-        skin = np.where((dist < 0.004 + 0.004 * rng.random())[..., None], skin * [0.7, 0.35, 0.35], skin)
-    img[:] = skin
-    # tape: white with stripes
-    tp = geo["tape"]
-    u = (xx * np.cos(tp["angle"]) + yy * np.sin(tp["angle"])) / tp["period"]
-    stripe = (np.sin(2 * np.pi * u) > 0.55)[..., None]
-    img[lab == 1] = np.where(stripe, [200, 205, 215], [238, 236, 230])[lab == 1]
-    # cornea: the white of the eye seen through it, reddening towards the rim
-    rim = np.clip((aux["r"] - e["ri"]) / max(e["rc"] - e["ri"], 1), 0, 1)[..., None]
-    img[lab == 6] = ((1 - rim) * np.array([228, 218, 210]) + rim * np.array([215, 165, 155]))[lab == 6]
-    # iris: grey-green, radial fibres, darker collarette at the pupil
+    H, W = lab.shape; yy, xx, e, ph = aux["yy"], aux["xx"], geo["eye"], st["tex_phase"]
+    u, v = xx / H, yy / H
+    # skin: mottled pink, darker at the lid edge, with lashes
+    mott = 0.07 * np.sin(u * 9 + ph[0]) * np.sin(v * 7 + ph[1]) + 0.04 * np.sin(u * 23 + v * 5 + ph[2])
+    skin = (np.array([200, 135, 120]) + st["skin"]) * (1 + mott[..., None])
+    lid = np.clip(1 - (aux["globe"] - 1) / 0.12, 0, 1)
+    lash = (np.sin(2 * np.pi * (u * 37 + v * 11) + ph[3]) > 0.6) & (lid > 0.2)
+    img = np.where(lash[..., None], skin * 0.35, skin * (1 - 0.25 * lid[..., None]))
+    # sclera (class Cornea): pinkish white, red vessels, darker towards the lids, grey at the limbus
+    sc = (np.array([232, 205, 195]) + st["sclera"]) * (1 - st["vessels"] * _vessels(rng, u, v)[..., None] * [0.15, 0.6, 0.6])
+    rim = np.clip((aux["globe"] - 0.75) / 0.25, 0, 1)[..., None]
+    sc = sc * (1 - 0.3 * rim) + rim * 0.3 * np.array([170, 90, 85])
+    limbus = np.exp(-((aux["r"] - e["ri"]) / (0.06 * H)) ** 2)[..., None]
+    sc = sc * (1 - 0.3 * limbus) + 0.3 * limbus * np.array([150, 150, 160])
+    img[lab == 6] = sc[lab == 6]
+    # iris: a thin dark grey-brown ring with radial fibres
     ang = np.arctan2(yy - e["cy"], xx - e["cx"])
-    fibre = 1 + 0.12 * np.sin(40 * ang + 3 * np.sin(7 * ang + ph[2])) - 0.25 * np.exp(-((aux["rp"] - e["rp"]) / (0.15 * e["ri"])) ** 2)
-    img[lab == 4] = ((np.array([110, 122, 96]) + st["iris"]) * fibre[..., None])[lab == 4]
-    # pupil: the red reflex, bright in the middle, with a specular spot
-    q = np.clip(aux["rp"] / e["rp"], 0, 1)[..., None]
-    reflex = st["reflex"] * ((1 - q ** 2) * np.array([255, 150, 70]) + q ** 2 * np.array([185, 55, 25]))
-    img[lab == 0] = reflex[lab == 0]
-    sy, sx = e["cy"] + st["spot"][0] * e["rp"], e["cx"] + st["spot"][1] * e["rp"]
-    spot = np.exp(-(((yy - sy) ** 2 + (xx - sx) ** 2) / (0.12 * e["rp"]) ** 2))[..., None]
-    img = np.where((lab == 0)[..., None], img * (1 - spot) + 255 * spot, img)
-    # metal: retractors and instrument shafts, a highlight along the axis
+    img[lab == 4] = (st["iris"] * (1 + 0.15 * np.sin(40 * ang + 3 * np.sin(7 * ang + ph[4])))[..., None])[lab == 4]
+    # pupil: the red reflex, brighter at the centre, with the lens' texture; a specular spot on the eye
+    q = np.clip(aux["rp"], 0, 1)[..., None]
+    tex = 1 + st["lens"] * np.sin(u * 31 + ph[5]) * np.sin(v * 27 + ph[6])
+    img[lab == 0] = (st["reflex_gain"] * st["reflex"] * (1.05 - 0.45 * q ** 2) * tex[..., None])[lab == 0]
+    sy, sx = e["cy"] + e["pupil_dy"] + st["spot"][0] * e["rp"], e["cx"] + e["pupil_dx"] + st["spot"][1] * e["rp"]
+    spot = np.exp(-(((yy - sy) ** 2 + (xx - sx) ** 2) / (st["spot_size"] * e["rp"]) ** 2))[..., None]
+    img = np.where(np.isin(lab, (0, 4, 6))[..., None], img * (1 - spot) + 255 * spot, img)
+    if (tp := geo["tape"]) is not None:    # white with stripes
+        stripe = (np.sin(2 * np.pi * (xx * np.cos(tp["angle"]) + yy * np.sin(tp["angle"])) / tp["period"]) > 0.5)[..., None]
+        img[lab == 1] = np.where(stripe, [200, 205, 215], [240, 238, 232])[lab == 1]
+    if (hand := aux.get("hand")) is not None:
+        img[lab == 2] = (np.array(st["glove"]) * (0.75 + 0.25 * np.sqrt(np.clip(1 - hand, 0, 1)))[..., None])[lab == 2]
+    # metal: dark iris hooks, retractors and shafts with a highlight along the axis, coloured handles
+    img[lab == 35] = [70, 55, 50]
     for dist, width in aux["retractors"]:
         sel = (lab == 3) & (dist < width / 2)
-        img[sel] = (np.array([175, 175, 182]) * (0.55 + 0.45 * np.cos(np.pi * dist / width))[..., None])[sel]
-    if (hand := aux.get("hand")) is not None:
-        img[lab == 2] = (np.array(st["glove"]) * (0.8 + 0.2 * np.sqrt(np.clip(1 - hand, 0, 1)))[..., None])[lab == 2]
+        img[sel] = (np.array([180, 180, 188]) * (0.5 + 0.5 * np.cos(np.pi * dist / width))[..., None])[sel]
     for (d_s, d_h), tool in zip(aux["tools"], geo["tools"]):
         tip_id, handle_id, colour = INSTRUMENTS[tool["kind"]]
-        hw = tool["handle_width"]
         if handle_id is not None:
             sel = lab == handle_id
-            img[sel] = (np.array(colour) * (0.6 + 0.4 * np.cos(np.pi * d_h / hw))[..., None])[sel]
-        sel = (lab == tip_id) & ((d_s < tool["width"] / 2) | (d_h < hw / 2))
-        img[sel] = (np.array([190, 190, 198]) * (0.5 + 0.5 * np.cos(np.pi * np.minimum(d_s, d_h) / hw))[..., None])[sel]
+            img[sel] = (np.array(colour) * (0.6 + 0.4 * np.clip(-2 * d_h / tool["handle_width"], 0, 1))[..., None])[sel]
+        sel = (lab == tip_id) & ((d_s < 0) | (d_h < 0))
+        shade = 0.45 + 0.55 * np.clip(-2 * np.minimum(d_s, d_h) / tool["width"], 0, 1)
+        img[sel] = (np.array([195, 195, 205]) * shade[..., None])[sel]
     # scene style: temperature, brightness, vignetting, blur, noise
     img = img * np.array([1 + st["temp"], 1.0, 1 - st["temp"]]) * st["bright"]
     rr = np.hypot((yy - H / 2) / (H / 2), (xx - W / 2) / (W / 2)) / math.sqrt(2)
     img *= (1 - st["vignette"] * rr ** 2)[..., None]
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-    if st["blur"] > 0.05: out = out.filter(ImageFilter.GaussianBlur(st["blur"] * m / 256))
+    if st["blur"] > 0.05: out = out.filter(ImageFilter.GaussianBlur(st["blur"] * H / 270))
     img = np.asarray(out, np.float64) + rng.normal(0, st["noise"], (H, W, 3))
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
-def synthetic_scene(seed: int, size: tuple[int, int] = (270, 480),
-                    style_seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    "A procedural top-down cataract scene: (uint8 RGB H×W×3 image, uint8 H×W label of CaDIS ids)."
+def synthetic_scene(seed: int,  # fixes the layout: the label map
+                    size: tuple[int, int] = (270, 480),  # (H, W); any size from 8×8, CaDIS frames are 16:9
+                    style_seed: int | None = None,  # fixes the look (None: `seed`)
+                    ) -> tuple[np.ndarray, np.ndarray]:  # (uint8 RGB H×W×3 image, uint8 H×W label of CaDIS ids)
+    "A procedural top-down cataract scene laid out like a CaDIS frame."
     H, W = size
     if H < 8 or W < 8: raise ValueError(f"size must be at least 8×8, got {size}")
     geo = _layout(np.random.default_rng([seed, 0]), H, W)
@@ -377,3 +451,36 @@ class CaDISDataset(Dataset):
     def __repr__(self) -> str:
         return (f"CaDISDataset({str(self.root)!r}, split={self.split!r}, {len(self)} frames from "
                 f"{len(self.videos) - len(self.missing_videos)} videos, grouping={self.grouping}, size={self.size})")
+
+# %% ../nbs/00_data.ipynb #db28fc64
+INSTRUMENT_IDS: tuple[int, ...] = tuple(range(7, 35))  #: every instrument and handle class (35, iris hooks, apart)
+
+def layout_statistics(labels: Sequence[np.ndarray]) -> dict:
+    "Layout statistics of label maps of CaDIS ids (any sizes): means over frames, and the per-frame values."
+    rows = []
+    for lab in labels:
+        lab = np.asarray(lab); H, W = lab.shape
+        frac = np.bincount(lab.ravel().astype(np.int64), minlength=256)[:NUM_CLASSES] / lab.size
+        pupil = lab == 0; eye = pupil | (lab == 4)
+        ys, xs = np.nonzero(pupil)
+        inst = np.isin(lab, INSTRUMENT_IDS)
+        rows.append(dict(class_fraction=frac, class_presence=frac > 0,
+                         pupil_cx=xs.mean() / W if xs.size else np.nan, pupil_cy=ys.mean() / H if ys.size else np.nan,
+                         pupil_radius=math.sqrt(pupil.sum() / math.pi) / H, iris_radius=math.sqrt(eye.sum() / math.pi) / H,
+                         iris_at_border=bool(eye[0].any() or eye[-1].any() or eye[:, 0].any() or eye[:, -1].any()),
+                         instruments=int(np.isin(INSTRUMENT_IDS, lab).sum()),
+                         instrument_border=np.array([inst[-1].any(), inst[0].any(), inst[:, 0].any(), inst[:, -1].any()])))
+    if not rows: raise ValueError("layout_statistics needs at least one label map")
+    per_frame = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    out = {k: np.nanmean(v, 0) for k, v in per_frame.items()}
+    out.update({f"{k}_sd": float(np.nanstd(per_frame[k])) for k in ("pupil_cx", "pupil_cy", "pupil_radius", "iris_radius")})
+    out["instrument_border"] = dict(zip(("lower", "top", "left", "right"), out["instrument_border"].tolist()))
+    out.update(n=len(rows), per_frame=per_frame)
+    return out
+
+def compare_layouts(stats: dict, reference: dict) -> dict:
+    "How far `stats` is from `reference` (both from `layout_statistics`): class-fraction TV and radius/border gaps."
+    return dict(class_fraction_tv=float(0.5 * np.abs(stats["class_fraction"] - reference["class_fraction"]).sum()),
+                pupil_radius_rel=float(stats["pupil_radius"] / reference["pupil_radius"] - 1),
+                iris_radius_rel=float(stats["iris_radius"] / reference["iris_radius"] - 1),
+                iris_at_border_diff=float(stats["iris_at_border"] - reference["iris_at_border"]))

@@ -16,10 +16,10 @@ from .data import IGNORE
 from .diffusion import Denoiser, NoiseSchedule, Trajectory, expand
 
 # %% auto #0
-__all__ = ['SPACINGS', 'LEVEL_SPACINGS', 'NULL_LABEL', 'SAMPLERS', 'DEFAULT_SCHEDULE', 'timesteps', 'step_levels',
-           'prediction_coefficients', 'predict_x0_eps_f64', 'ddim_sigma', 'ddim_step', 'dpmpp_2m_coefficients',
-           'dpmpp_2m_step', 'null_label_like', 'drop_labels', 'guided_model', 'sample', 'dpmpp_2m',
-           'gaussian_ode_solution', 'ddim_invert']
+__all__ = ['SPACINGS', 'LEVEL_SPACINGS', 'NULL_LABEL', 'SAMPLERS', 'DEFAULT_SCHEDULE', 'SAMPLE_DEFAULTS', 'timesteps',
+           'step_levels', 'prediction_coefficients', 'predict_x0_eps_f64', 'ddim_sigma', 'ddim_step',
+           'dpmpp_2m_coefficients', 'dpmpp_2m_step', 'null_label_like', 'drop_labels', 'guided_model',
+           'sampling_settings', 'sample', 'dpmpp_2m', 'gaussian_ode_solution', 'ddim_invert']
 
 # %% ../nbs/05_ddim.ipynb #1a78a9d6
 SPACINGS = ("leading", "trailing", "linspace")
@@ -205,13 +205,42 @@ def _prepare_label(label: Tensor | None, device) -> Tensor | None:
     if label.ndim != 3: raise ValueError(f"label must be a (B, H, W) map of class ids, got shape {tuple(label.shape)}")
     return label.to(device=device, dtype=torch.long)
 
-def sample(model: Denoiser, label: Tensor | None = None, sampler: str = "ddim", steps: int = 40, eta: float = 0.0,
-           spacing: str = "trailing", guidance: float = 1.0, generator: torch.Generator | None = None,
-           return_trajectory: bool = False, progress: bool = True, schedule: NoiseSchedule | str | None = None,
-           shape: tuple[int, ...] | None = None, x_T: Tensor | None = None, prediction: str | None = None,
-           clip: float | None = None, null_label: Tensor | None = None, device: str | torch.device | None = None,
-           dtype: torch.dtype | None = None) -> Tensor | tuple[Tensor, Trajectory]:
-    "Sample images for `label` (B, H, W) with `steps` network calls. See the notebook for every option."
+#: What `sample` does for a setting left at None when the model recommends nothing (a model's recommendations
+#: live in its config, `DiffusionConfig.sampling`, and so travel with its weights).
+SAMPLE_DEFAULTS: dict = dict(sampler="ddim", steps=40, eta=0.0, spacing="trailing", guidance=1.0, clip=None)
+
+def sampling_settings(model, **overrides) -> dict:
+    "The settings `sample` uses: `SAMPLE_DEFAULTS`, then the model's `sampling` recommendations, then non-None `overrides`."
+    unknown = set(overrides) - set(SAMPLE_DEFAULTS)
+    if unknown: raise ValueError(f"unknown sampling settings {sorted(unknown)}; known: {sorted(SAMPLE_DEFAULTS)}")
+    out = {**SAMPLE_DEFAULTS, **(getattr(model, "sampling", None) or {})}
+    out.update({k: v for k, v in overrides.items() if v is not None})
+    if out["clip"] is not None and (not math.isfinite(out["clip"]) or out["clip"] <= 0): out["clip"] = None  # 0/inf: off
+    return out
+
+def sample(
+    model: Denoiser,  # (x_t, alpha_bar, label) -> prediction; a `DiffusionModel` also brings its schedule and settings
+    label: Tensor | None = None,  # (B, H, W) or (H, W) class ids of the model's grouping; None = unconditional
+    sampler: str | None = None,  # "ddim", "ddpm" or "dpmpp_2m" (None: the model's recommendation, else "ddim")
+    steps: int | None = None,  # network calls (None: the model's recommendation, else 40)
+    eta: float | None = None,  # DDIM noise: 0 deterministic, 1 DDPM-like (ddim only)
+    spacing: str | None = None,  # where the steps fall: "trailing", "leading", "linspace", "logsnr"
+    guidance: float | None = None,  # classifier-free guidance scale s; 1 = none (None: the model's, else 1)
+    generator: torch.Generator | None = None,  # the random stream: same generator seed, same pixels
+    return_trajectory: bool = False,  # also return every x_t and x̂0
+    progress: bool = True,  # a progress bar over the steps
+    schedule: NoiseSchedule | str | None = None,  # noise schedule (None: the model's, else linear-2000)
+    shape: tuple[int, ...] | None = None,  # (B, C, H, W) when there is no label and no x_T
+    x_T: Tensor | None = None,  # start noise (None: drawn from `generator`)
+    prediction: str | None = None,  # what the model predicts: "eps", "v" or "x0" (None: the model's, else eps)
+    clip: float | None = None,  # clamp each step's x̂0 to [-clip, clip]; 0 = off (None: the model's, else off)
+    null_label: Tensor | None = None,  # the "no label" map for guidance (None: all IGNORE)
+    device: str | torch.device | None = None,  # where to sample (None: the model's device)
+    dtype: torch.dtype | None = None,  # dtype of x (None: float32)
+) -> Tensor | tuple[Tensor, Trajectory]:  # x_0 (B, C, H, W) in about [-1, 1], and the trajectory if asked
+    "Sample images for `label` with `steps` network calls; settings left at None come from `sampling_settings`."
+    st = sampling_settings(model, sampler=sampler, steps=steps, eta=eta, spacing=spacing, guidance=guidance, clip=clip)
+    sampler, steps, eta, spacing, guidance, clip = (st[k] for k in ("sampler", "steps", "eta", "spacing", "guidance", "clip"))
     if sampler not in SAMPLERS: raise ValueError(f"sampler must be one of {SAMPLERS}, not {sampler!r}")
     if sampler != "ddim" and eta != 0:
         raise ValueError(f"eta={eta} only applies to sampler='ddim' ('ddpm' is η=1, 'dpmpp_2m' is deterministic)")

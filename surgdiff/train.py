@@ -118,7 +118,7 @@ from torch import Tensor, nn
 
 from .data import CaDISDataset, colorize, contact_sheet, num_classes, remap, synthetic_scene
 from .diffusion import NoiseSchedule, q_sample, sample_noise_level, v_from_x0_eps
-from .samplers import drop_labels, sample
+from .samplers import drop_labels, sample, sampling_settings
 from .unet import SR3UNet, UNetConfig
 
 # %% ../nbs/06_train.ipynb #9f46bceb
@@ -132,9 +132,11 @@ class DiffusionConfig:
     prediction: str = "eps"
     image_size: tuple[int, int] = (64, 64)
     grouping: str | None = None
+    sampling: dict = field(default_factory=dict)  # recommended `sample` settings (sampler, steps, guidance, clip, ...)
 
     def __post_init__(self):
         self.image_size = tuple(self.image_size)
+        sampling_settings(None, **self.sampling)  # validates the names
         self.unet = json.loads(json.dumps(self.unet))  # tuples -> lists, as after a JSON round trip
         if self.prediction not in ("eps", "v", "x0"): raise ValueError(f"prediction must be eps, v or x0, not {self.prediction!r}")
         NoiseSchedule.from_name(self.schedule)  # validates the name
@@ -159,6 +161,7 @@ class DiffusionModel(nn.Module):
         self.unet = SR3UNet(UNetConfig.from_dict(config.unet))
         self.schedule = NoiseSchedule.from_name(config.schedule)
         self.prediction = config.prediction
+        self.sampling = dict(config.sampling)  # what `sample` uses for settings left at None
 
     @property
     def num_classes(self) -> int: return self.unet.config.num_classes
@@ -227,6 +230,7 @@ class TrainConfig:
     schedule: str = "linear-2000"
     prediction: str = "eps"                 # "eps" (SR3, the thesis) or "v"
     label_dropout: float = 0.15             # probability of the null label map (for guidance)
+    sampling: dict = field(default_factory=dict)  # recommended sampling settings, saved with the model
     steps: int = 10_000
     batch_size: int = 16                    # per process
     lr: float = 2e-4
@@ -264,19 +268,22 @@ class TrainConfig:
     def model_config(self) -> DiffusionConfig:
         "The `DiffusionConfig` this run trains."
         unet = UNetConfig.preset(self.model) if isinstance(self.model, str) else UNetConfig.from_dict(self.model)
-        over = {"num_classes": num_classes(self.grouping), "image_size": max(self.image_size)}
+        over = {"num_classes": num_classes(self.grouping), "image_size": min(self.image_size)}  # attention is placed by the smaller side
         if self.cond: over["cond"] = self.cond
         unet = UNetConfig.from_dict({**unet.to_dict(), **over})
         for side in self.image_size:
             if side % unet.size_multiple:
                 raise ValueError(f"image_size {self.image_size} must be multiples of {unet.size_multiple} for this U-Net")
-        return DiffusionConfig(unet.to_dict(), self.schedule, self.prediction, self.image_size, self.grouping)
+        return DiffusionConfig(unet.to_dict(), self.schedule, self.prediction, self.image_size, self.grouping,
+                               self.sampling)
 
 # %% ../nbs/06_train.ipynb #417f6111
 TRAIN_PRESETS: dict[str, dict] = {
-    "demo": dict(data="synthetic", model={**UNetConfig.preset("tiny").to_dict(), "num_res_blocks": 1}, cond="concat",
-                 image_size=(64, 64), synthetic_scenes=4096, steps=5000, batch_size=16, lr=5e-4, warmup_steps=200,
+    # the thesis's model (label concatenated + SPADE decoder), small enough to train on a 2-core CPU
+    "demo": dict(data="synthetic", model={**UNetConfig.preset("tiny").to_dict(), "num_res_blocks": 1}, cond="both",
+                 image_size=(64, 112), synthetic_scenes=4096, steps=3000, batch_size=16, lr=5e-4, warmup_steps=200,
                  ema_decay=0.999, label_dropout=0.15, sample_every=500, sample_steps=20,
+                 sampling=dict(sampler="ddim", steps=40, guidance=1.5, clip=1.0),
                  checkpoint_every=250, out="runs/demo"),
     "tiny": dict(model="tiny", image_size=(64, 64), steps=20_000, batch_size=16, lr=2e-4, out="runs/tiny"),
     "sr3": dict(model="sr3", image_size=(256, 448), steps=200_000, batch_size=8, lr=1e-4, warmup_steps=5000,
@@ -586,10 +593,16 @@ def load_pretrained(name_or_path: str | Path = "demo", device: str | torch.devic
         model = _model_from_folder(path, path / "model.safetensors")
     return model.to(device)
 
-def export_model(run: str | Path, out: str | Path) -> Path:
+def export_model(run: str | Path,  # a run folder (its latest checkpoint's EMA weights are exported)
+                 out: str | Path,  # the model folder to write
+                 sampling: dict | None = None,  # recommended sampling settings to record (None: the run's own)
+                 ) -> Path:
     "Write the EMA weights of `run`'s latest checkpoint and its model config as a model folder."
     run, out = Path(run), Path(out)
     model = load_pretrained(run)
+    if sampling is not None:
+        sampling_settings(None, **sampling)  # validates the names
+        model.config.sampling = dict(sampling)
     out.mkdir(parents=True, exist_ok=True)
     save_tensors(out / "model.safetensors", model.state_dict())
     save_json(out / "config.json", model.config.to_dict())

@@ -177,7 +177,7 @@ class UNetConfig:
     channel_mults: tuple[int, ...] = (1, 2, 4, 8)
     num_res_blocks: int = 3  # per level in the encoder (+1 in the decoder); SR3 uses 3
     attn_resolutions: tuple[int, ...] = (16,)  # feature-map sides that attend, for an `image_size` input
-    image_size: int = 128  # nominal input side, only used to place attention
+    image_size: int = 128  # nominal input side (the smaller of H, W), only used to place attention
     mid_attention: bool = True
     num_heads: int = 1
     dropout: float = 0.0

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .data import CLASS_NAMES, IGNORE, INSTRUMENTS, colorize, synthetic_scene
 from .diffusion import NoiseSchedule, predict_x0_eps, q_sample
-from .samplers import LEVEL_SPACINGS, SAMPLERS, ddim_invert, sample
+from .samplers import LEVEL_SPACINGS, SAMPLERS, ddim_invert, sample, sampling_settings
 
 # %% auto #0
 __all__ = ['STATIC_NOTE', 'SCHEDULE_NAMES', 'THESIS_STEPS', 'to_uint8', 'png_bytes', 'figure_png', 'decode_png',
@@ -368,16 +368,18 @@ class DenoisingExplorer(W.VBox):
                 ax.imshow(to_uint8(imgs[i])); ax.axis("off"); ax.set_title(f"{name}, t={traj.t[i]}", fontsize=8)
         return fig
 
-def denoising_explorer(model="demo", label: np.ndarray | None = None, steps: int = 40, sampler: str = "ddim",
-                       eta: float = 0.0, spacing: str = "trailing", guidance: float = 1.5, seed: int = 0,
-                       label_seed: int = 2_000_000, clip: float | None = 1.0, run: bool = False,
+def denoising_explorer(model="demo", label: np.ndarray | None = None, steps: int | None = None,
+                       sampler: str | None = None, eta: float | None = None, spacing: str | None = None,
+                       guidance: float | None = None, seed: int = 0, label_seed: int = 2_000_000,
+                       clip: float | None = None, run: bool = False,
                        fallback: bool = True) -> DenoisingExplorer:
     """Sampler, steps, η, spacing, guidance and seed; Run samples with a progress bar; a scrubber shows x_t and x̂0.
 
     label: H×W CaDIS ids (default: the label map of synthetic scene `label_seed`, one of the bundled ones)."""
     model = _load_model(model)
     _, lab = _scene(label, _size_of(model), label_seed)
-    ex = DenoisingExplorer(model, lab, steps, sampler, eta, spacing, guidance, seed, clip)
+    st = sampling_settings(model, sampler=sampler, steps=steps, eta=eta, spacing=spacing, guidance=guidance, clip=clip)
+    ex = DenoisingExplorer(model, lab, st["steps"], st["sampler"], st["eta"], st["spacing"], st["guidance"], seed, st["clip"])
     if run: ex.run()
     return _present(ex, fallback)
 
@@ -424,14 +426,16 @@ class StepSweep(W.VBox):
         return fig
 
 def step_sweep(model="demo", label: np.ndarray | None = None, steps: Sequence[int] = THESIS_STEPS,
-               sampler: str = "ddim", eta: float = 0.0, guidance: float = 1.5, seed: int = 0,
-               label_seed: int = 2_000_000, clip: float | None = 1.0, consistency: bool = True,
+               sampler: str | None = None, eta: float | None = None, guidance: float | None = None, seed: int = 0,
+               label_seed: int = 2_000_000, clip: float | None = None, consistency: bool = True,
                progress: bool = True, fallback: bool = True) -> StepSweep:
     "One start noise sampled with each of `steps` (the thesis's Figure 18), with time and label mIoU per panel."
     if not steps or any(int(s) < 1 for s in steps): raise ValueError(f"steps must be positive step counts, not {steps}")
     model = _load_model(model)
     _, lab = _scene(label, _size_of(model), label_seed)
-    return _present(StepSweep(model, lab, steps, sampler, eta, guidance, seed, clip, consistency, progress), fallback)
+    st = sampling_settings(model, sampler=sampler, eta=eta, guidance=guidance, clip=clip)
+    return _present(StepSweep(model, lab, steps, st["sampler"], st["eta"], st["guidance"], seed, st["clip"], consistency,
+                              progress), fallback)
 
 # %% ../nbs/07_explore.ipynb #df3bbfb7
 def handle_of(class_id: int) -> int | None:
@@ -612,18 +616,20 @@ class LabelEditor(W.VBox):
         return fig
 
 def label_editor(model="demo", label: np.ndarray | None = None, image: np.ndarray | None = None, steps: int = 20,
-                 guidance: float = 1.5, style_seed: int = 0, label_seed: int = 2_000_003, clip: float | None = 1.0,
+                 guidance: float | None = None, style_seed: int = 0, label_seed: int = 2_000_003, clip: float | None = None,
                  invert_steps: int = 50, generate: bool = False, fallback: bool = True) -> LabelEditor:
     """Remove/add classes, move/rotate/scale an instrument, change the style seed and guidance, and regenerate.
 
     With `image` (uint8 H×W×3, the real image of `label`), the start noise is its DDIM inversion, so edits
-    apply to that image. Default label: synthetic scene `label_seed` (64×64)."""
+    apply to that image. Default label: synthetic scene `label_seed` at the model's size. Guidance and clip left
+    at None are the model's recommendations."""
     model = _load_model(model)
     _, lab = _scene(label, _size_of(model), label_seed)
     if image is not None:
         image = np.asarray(image)
         if image.shape != (*lab.shape, 3) or image.dtype != np.uint8:
             raise ValueError(f"image must be uint8 {(*lab.shape, 3)} to match the label map, got {image.dtype} {image.shape}")
-    ed = LabelEditor(model, lab, image, steps, guidance, style_seed, clip, invert_steps=invert_steps)
+    st = sampling_settings(model, guidance=guidance, clip=clip)
+    ed = LabelEditor(model, lab, image, steps, st["guidance"], style_seed, st["clip"], invert_steps=invert_steps)
     if generate: ed.generate()
     return _present(ed, fallback)

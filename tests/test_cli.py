@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from surgdiff.cli import main
-from surgdiff.data import CaDISDataset, write_synthetic_cadis
+from surgdiff.data import CaDISDataset, colorize, write_synthetic_cadis
 
 
 def run(*args):
@@ -165,4 +165,46 @@ def test_bundled_labels_are_the_documented_synthetic_scenes():
     files = bundled_labels()
     assert len(files) == 8
     for i, f in enumerate(files):
-        assert np.array_equal(np.asarray(Image.open(f)), synthetic_scene(2_000_000 + i, (64, 64))[1])
+        assert np.array_equal(np.asarray(Image.open(f)), synthetic_scene(2_000_000 + i, (64, 112))[1])
+
+
+# --- real CaDIS-sized label maps, and the model's own sampling settings ------------------------
+
+def test_real_sized_label_folder_through_the_cli(micro_run, tmp_path):
+    from surgdiff.data import synthetic_scene
+    labels = tmp_path / "Labels"; labels.mkdir()
+    a, b = synthetic_scene(5, (540, 960))[1], synthetic_scene(6, (540, 960))[1]
+    Image.fromarray(a).save(labels / "Video1_frame000090.png")                       # grey ("L"), as released
+    Image.fromarray(np.stack([b] * 3, -1)).save(labels / "Video8_frame020150.png")   # RGB, three equal channels
+    out = tmp_path / "o"
+    r = run("sample", "--model", str(micro_run), "--labels", str(labels), "--steps", "2", "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("resized 2 label map(s) (2 from 540x960) to the model's 16x16") == 1, r.stdout
+    assert sorted(p.name for p in out.glob("Video*.png")) == [
+        "Video1_frame000090.png", "Video1_frame000090_label.png", "Video8_frame020150.png", "Video8_frame020150_label.png"]
+    assert Image.open(out / "Video8_frame020150.png").size == (16, 16)
+    want = np.asarray(Image.fromarray(b).resize((16, 16), Image.NEAREST))
+    assert np.array_equal(np.asarray(Image.open(out / "Video8_frame020150_label.png")), colorize(want))
+
+
+def test_python_and_cli_give_the_same_pixels(micro_run, tmp_path):
+    from surgdiff.samplers import sample
+    from surgdiff.train import export_model, load_pretrained
+    rec = dict(sampler="ddim", steps=3, guidance=2.0, clip=1.0)
+    folder = export_model(micro_run, tmp_path / "m", sampling=rec)
+    assert json.loads((folder / "config.json").read_text())["sampling"] == rec
+    labels = tmp_path / "L"; labels.mkdir()
+    from surgdiff.data import synthetic_scene
+    lab = synthetic_scene(9, (16, 16))[1]
+    Image.fromarray(lab).save(labels / "x.png")
+    assert main(["sample", "--model", str(folder), "--labels", str(labels), "--out", str(tmp_path / "o"), "--seed", "4",
+                 "--quiet"]) == 0
+    model = load_pretrained(folder)
+    x = sample(model, model.prepare_label(torch.from_numpy(lab[None].astype(np.int64))),
+               generator=torch.Generator().manual_seed(4), progress=False)
+    py = ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()[0]
+    assert np.array_equal(py, np.asarray(Image.open(tmp_path / "o" / "x.png")))
+    # the recommendation is what made them equal: other settings give other pixels
+    other = sample(model, model.prepare_label(torch.from_numpy(lab[None].astype(np.int64))), guidance=1.0,
+                   generator=torch.Generator().manual_seed(4), progress=False)
+    assert not torch.equal(other, x)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from surgdiff.data import (GROUPINGS, SPLITS, CaDISDataset, colorize, num_classes, read_label, remap,
+from surgdiff.data import (GROUPINGS, SPLITS, CaDISDataset, colorize, compare_layouts, layout_statistics, num_classes,
+                           read_label, remap,
                            synthetic_scene, write_synthetic_cadis)
 
 SIZE = (36, 64)
@@ -168,3 +169,62 @@ def test_colorize():
     assert rgb.shape == (2, 2, 3) and tuple(rgb[0, 0]) == (0, 137, 255) and tuple(rgb[1, 0]) == (0, 0, 0)
     with pytest.raises(ValueError, match="outside"):
         colorize(np.array([[40]]))
+
+
+# ---------------------------------------------------------------- the CaDIS-shaped world
+
+def test_layout_statistics_by_hand():
+    lab = np.full((40, 80), 6, np.uint8)                   # cornea everywhere
+    yy, xx = np.mgrid[:40, :80]
+    r = np.hypot(yy - 20, xx - 40)
+    lab[r < 12] = 4; lab[r < 6] = 0                         # iris ring, pupil disc, inside the frame
+    lab[30:, 70:75] = 19                                    # an instrument at the lower border
+    s = layout_statistics([lab])
+    assert s["class_fraction"][0] == (lab == 0).mean() and abs(s["class_fraction"].sum() - 1) < 1e-12
+    assert s["pupil_radius"] == pytest.approx(np.sqrt((lab == 0).sum() / np.pi) / 40)
+    assert s["pupil_cx"] == pytest.approx(40 / 80, abs=0.01) and s["pupil_cy"] == pytest.approx(0.5, abs=0.02)
+    assert s["iris_at_border"] == 0 and s["instruments"] == 1
+    assert s["instrument_border"] == {"lower": 1.0, "top": 0.0, "left": 0.0, "right": 0.0}
+    lab[:, :30] = 4                                         # now the iris touches the left border
+    assert layout_statistics([lab])["iris_at_border"] == 1
+    gap = compare_layouts(layout_statistics([lab]), s)
+    assert gap["class_fraction_tv"] > 0.2 and gap["iris_at_border_diff"] == 1
+    with pytest.raises(ValueError, match="at least one"):
+        layout_statistics([])
+
+
+@pytest.fixture(scope="module")
+def synthetic_layouts():
+    return layout_statistics([synthetic_scene(s, (64, 112))[1] for s in range(200)])
+
+
+# cadis.md, "Layout statistics of real label maps": the published numbers of the 15 real maps
+CADIS_MD = dict(pupil_radius=0.27, iris_radius=0.40, iris_at_border=0.73,
+                fractions={6: 0.51, 4: 0.16, 5: 0.15, 0: 0.13, 19: 0.016, 1: 0.009, 15: 0.006, 35: 0.006, 2: 0.006, 3: 0.005})
+
+
+def test_synthetic_world_matches_cadis_md_numbers(synthetic_layouts):
+    s = synthetic_layouts
+    assert abs(s["pupil_radius"] / CADIS_MD["pupil_radius"] - 1) <= 0.15
+    assert abs(s["iris_radius"] / CADIS_MD["iris_radius"] - 1) <= 0.15
+    assert abs(s["iris_at_border"] - CADIS_MD["iris_at_border"]) <= 0.2
+    ref = np.zeros(36)
+    for k, v in CADIS_MD["fractions"].items(): ref[k] = v
+    assert 0.5 * np.abs(s["class_fraction"] - ref).sum() <= 0.12
+    assert 0.5 <= s["class_presence"][35] and s["class_presence"][3] >= 0.6     # iris hooks, retractors: common
+
+
+def test_synthetic_world_matches_the_real_label_maps(synthetic_layouts, real_label_dir):
+    real = [read_label(p) for p in sorted(real_label_dir.glob("*.png"))]
+    assert len(real) >= 15 and all(r.shape == (540, 960) for r in real)
+    gap = compare_layouts(synthetic_layouts, layout_statistics(real))
+    assert gap["class_fraction_tv"] <= 0.12, gap
+    assert abs(gap["pupil_radius_rel"]) <= 0.15 and abs(gap["iris_radius_rel"]) <= 0.15, gap
+    assert abs(gap["iris_at_border_diff"]) <= 0.2, gap
+
+
+def test_synthetic_scene_any_size_is_the_same_layout():
+    small, big = synthetic_scene(5, (64, 112))[1], synthetic_scene(5, (270, 480))[1]
+    down = np.asarray(Image.fromarray(big).resize((112, 64), Image.NEAREST))
+    assert (down == small).mean() > 0.9                     # the layout scales with the frame
+    assert synthetic_scene(5, (30, 30))[1].shape == (30, 30)
