@@ -45,7 +45,7 @@ class EvalData:
 
     def __len__(self) -> int: return len(self.labels)
 
-def eval_data(data: str = "synthetic", n: int = 64, size: tuple[int, int] = (64, 64), split: str = "test") -> EvalData:
+def eval_data(data: str = "synthetic", n: int = 64, size: tuple[int, int] = (64, 112), split: str = "test") -> EvalData:
     "The first `n` held-out synthetic scenes, or `n` frames spread evenly over a CaDIS copy's `split`."
     if n < 2: raise ValueError(f"n must be at least 2 evaluation images, not {n}")
     if data == "synthetic":

@@ -70,7 +70,7 @@ class SegmenterConfig:
     grouping: str | None = "exp1"       # a `surgdiff.data.GROUPINGS` name, or None for the 36 CaDIS ids
     base_channels: int = 16
     depth: int = 3                      # number of 2x downsamplings
-    image_size: tuple[int, int] = (64, 64)  # (H, W) it was trained at; other sizes are resized to it
+    image_size: tuple[int, int] = (64, 112)  # (H, W) it was trained at; other sizes are resized to it
 
     def __post_init__(self):
         self.image_size = tuple(int(v) for v in self.image_size)
@@ -150,17 +150,17 @@ class Segmenter(nn.Module):
             self.train(was_training)
 
 # %% ../nbs/06a_segment.ipynb #7ae3260e
-TRAIN_SEEDS: int = 4096                 # the shipped segmenter saw synthetic_scene(0 … 4095, (64, 64))
+TRAIN_SEEDS: int = 4096                 # the shipped segmenter saw synthetic_scene(0 … 4095, (64, 112))
 HELDOUT_SEED_OFFSET: int = 1_000_000    # evaluation scenes are synthetic_scene(HELDOUT_SEED_OFFSET + k, size)
 SHIPPED_SEGMENTERS: dict[str, str] = {"synthetic64": "segmenter"}  # name -> folder under surgdiff/assets
 
-def synthetic_pairs(seeds: Sequence[int], size: tuple[int, int] = (64, 64)) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_pairs(seeds: Sequence[int], size: tuple[int, int] = (64, 112)) -> tuple[np.ndarray, np.ndarray]:
     "Synthetic scenes as (uint8 images (N,H,W,3), uint8 labels of CaDIS ids (N,H,W))."
     pairs = [synthetic_scene(int(s), tuple(size)) for s in seeds]
     if not pairs: raise ValueError("synthetic_pairs needs at least one seed")
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
-def heldout_pairs(n: int = 64, size: tuple[int, int] = (64, 64)) -> tuple[np.ndarray, np.ndarray]:
+def heldout_pairs(n: int = 64, size: tuple[int, int] = (64, 112)) -> tuple[np.ndarray, np.ndarray]:
     "The `n` held-out evaluation scenes (seeds HELDOUT_SEED_OFFSET + 0 … n-1), never used for training."
     return synthetic_pairs(range(HELDOUT_SEED_OFFSET, HELDOUT_SEED_OFFSET + n), size)
 
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 description="Train the label-consistency segmenter on synthetic scenes and save it.")
     p.add_argument("--out", default=str(shipped_segmenter_dir()), help="output folder (default: the package's shipped one)")
     p.add_argument("--train-seeds", type=int, default=TRAIN_SEEDS, help="train on synthetic_scene(0 … N-1)")
-    p.add_argument("--size", type=int, nargs=2, default=[64, 64], metavar=("H", "W"), help="image size")
+    p.add_argument("--size", type=int, nargs=2, default=[64, 112], metavar=("H", "W"), help="image size")
     p.add_argument("--grouping", default="exp1", help="label grouping: exp1, exp2, exp3 or none")
     p.add_argument("--base-channels", type=int, default=16)
     p.add_argument("--steps", type=int, default=2000)

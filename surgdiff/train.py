@@ -286,7 +286,7 @@ TRAIN_PRESETS: dict[str, dict] = {
                  sampling=dict(sampler="ddim", steps=40, guidance=1.5, clip=1.0),
                  checkpoint_every=250, out="runs/demo"),
     "tiny": dict(model="tiny", image_size=(64, 64), steps=20_000, batch_size=16, lr=2e-4, out="runs/tiny"),
-    "sr3": dict(model="sr3", image_size=(256, 448), steps=200_000, batch_size=8, lr=1e-4, warmup_steps=5000,
+    "sr3": dict(model="sr3", cond="both", image_size=(256, 448), steps=200_000, batch_size=8, lr=1e-4, warmup_steps=5000,
                 ema_decay=0.9999, channels_last=True, sample_every=5000, checkpoint_every=2500, sample_steps=40,
                 out="runs/sr3"),
 }

@@ -117,7 +117,7 @@ def counting_model(model, progress: W.IntProgress):
         return out
     return counted
 
-def _size_of(model, default=(64, 64)) -> tuple[int, int]:
+def _size_of(model, default=(64, 112)) -> tuple[int, int]:
     cfg = getattr(model, "config", None)
     return tuple(getattr(cfg, "image_size", default)) if cfg is not None else default
 
@@ -247,21 +247,22 @@ class NoisingExplorer(W.VBox):
 
 def noising_explorer(image: np.ndarray | None = None, schedule: str = "linear-2000", t: int | None = None,
                      model="demo", label: np.ndarray | None = None, seed: int = 0, noise_seed: int = 0,
-                     size: tuple[int, int] = (64, 64), fallback: bool = True) -> NoisingExplorer:
+                     size: tuple[int, int] | None = None, fallback: bool = True) -> NoisingExplorer:
     """Slide t over [0, T-1] and watch x_t, the ᾱ/log-SNR curves, the pixel histogram and the model's x̂0.
 
     image: uint8 H×W×3 (default: synthetic scene `seed`, whose label map the model is given); model: 'demo',
     a folder, a model, or None for no x̂0 panel. The noise is fixed by `noise_seed` while t moves."""
     if schedule not in SCHEDULE_NAMES: raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, not {schedule!r}")
+    model = _load_model(model)
     if image is None:
-        image, label = synthetic_scene(seed, size)
+        image, label = synthetic_scene(seed, size or _size_of(model))
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be H×W×3 uint8, got {image.dtype} {image.shape}")
     if label is not None and np.asarray(label).shape != image.shape[:2]:
         raise ValueError(f"label {np.asarray(label).shape} and image {image.shape[:2]} differ in size")
     ex = NoisingExplorer(image, None if label is None else _scene(label, image.shape[:2], seed)[1], schedule, t,
-                         noise_seed, _load_model(model))
+                         noise_seed, model)
     return _present(ex, fallback)
 
 # %% ../nbs/07_explore.ipynb #be63addb

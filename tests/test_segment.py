@@ -62,7 +62,7 @@ def test_ignore_pixels_are_excluded():
     imgs, labs = heldout_pairs(2)
     masked = labs.copy(); masked[:, :32] = 255
     r = label_consistency(imgs, masked)
-    assert r["n_pixels"] == 2 * 32 * 64
+    assert r["n_pixels"] == 2 * 32 * 112
 
 
 def test_confusion_matrix_rejects_bad_ids():
@@ -88,7 +88,7 @@ def test_config_json_round_trip_and_validation():
 def test_input_formats_and_errors(seg, heldout):
     imgs, labs = heldout
     x = as_image_tensor(imgs)
-    assert x.shape == (64, 3, 64, 64) and x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+    assert x.shape == (64, 3, 64, 112) and x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
     assert torch.equal(as_label_tensor(labs, "exp1"), torch.as_tensor(remap(labs, "exp1")).long())
     a = label_consistency(imgs[:8], labs[:8], seg)
     b = label_consistency(x[:8], torch.as_tensor(labs[:8]), seg)
@@ -143,7 +143,7 @@ def test_other_sizes_are_resized(seg, heldout):
                                         mode="nearest-exact")[:, 0]
     r = label_consistency(x, y.long(), seg)
     ref = label_consistency(imgs[:16], labs[:16], seg)
-    assert r["resized_from"] == [96, 128] and r["evaluated_at"] == [64, 64]
+    assert r["resized_from"] == [96, 128] and r["evaluated_at"] == [64, 112]
     assert abs(r["miou"] - ref["miou"]) < 0.03   # a half-pixel misalignment of the labels would cost ~0.13
 
 

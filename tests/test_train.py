@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from surgdiff.train import (CheckpointError, DiffusionConfig, DiffusionModel, SyntheticScenes, TrainConfig,
-                            TrainingDiverged, export_model, latest_checkpoint, load_pretrained, train)
+                            TRAIN_PRESETS, TrainingDiverged, export_model, latest_checkpoint, load_pretrained, train)
 
 MICRO = dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=[], mid_attention=False,
              norm_groups=8, dropout=0.1, spade_hidden=16)
@@ -207,3 +207,29 @@ def test_config_json_round_trip(tmp_path):
     assert DiffusionConfig.from_dict(json.loads(json.dumps(mc.to_dict()))) == mc
     with pytest.raises(ValueError, match="unknown TrainConfig fields"):
         TrainConfig.from_dict({"stepz": 3})
+
+
+def _attention_sides(unet, x_t, label=None) -> set:
+    from surgdiff.unet import SelfAttention
+    sides = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: sides.append(tuple(inp[0].shape[-2:])))
+             for m in unet.modules() if isinstance(m, SelfAttention)]
+    unet(x_t, torch.full((len(x_t),), 0.5, device=x_t.device), label)
+    for h in hooks: h.remove()
+    return set(sides)
+
+
+def test_attention_is_placed_by_the_smaller_side_at_rectangular_sizes():
+    from surgdiff.unet import SR3UNet, UNetConfig
+    cfg = TrainConfig(model={**MICRO, "channel_mults": [1, 1, 1, 1], "attn_resolutions": [16], "mid_attention": False},
+                      image_size=(32, 64))
+    unet = SR3UNet(UNetConfig.from_dict(cfg.model_config().unet))
+    assert _attention_sides(unet, torch.zeros(1, 3, 32, 64)) == {(16, 32)}   # the larger side (64) would put it at 8x16
+    # the thesis-scale preset at CaDIS's 16:9: attention at 16x28 (and in the middle, which is also 16x28 there)
+    sr3 = TrainConfig.from_dict(TRAIN_PRESETS["sr3"])
+    unet_cfg = UNetConfig.from_dict(sr3.model_config().unet)
+    assert unet_cfg.cond == "both" and unet_cfg.num_res_blocks == 3
+    with torch.device("meta"):
+        big = SR3UNet(unet_cfg)
+        sides = _attention_sides(big, torch.zeros(1, 3, *sr3.image_size))
+    assert sides == {(16, 28)}

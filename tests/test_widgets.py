@@ -114,7 +114,7 @@ def test_step_sweep_one_start_noise(demo):
 
 
 def test_label_edits():
-    _, lab = synthetic_scene(2_000_003, (64, 64))
+    _, lab = synthetic_scene(2_000_003, (64, 112))
     tools = [c for c in np.unique(lab) if c >= 7]
     assert tools, "scene 2_000_003 has instruments"
     gone = remove_classes(lab, [tools[0]])
@@ -149,7 +149,7 @@ def test_label_editor_changes_only_the_edited_region(demo):
 
 
 def test_label_editor_on_a_real_image_through_inversion(demo):
-    img, lab = synthetic_scene(2_000_005, (64, 64))
+    img, lab = synthetic_scene(2_000_005, (64, 112))
     ed = label_editor(demo, label=lab, image=img, invert_steps=10, fallback=False)
     orig, same = ed.generate()                                         # no edit yet: a reconstruction
     assert orig is img
