@@ -150,17 +150,18 @@ def _check_baseline_config(c: BaselineConfig) -> None:
 # %% ../nbs/09_baselines.ipynb #e7c2075c
 BASELINE_PRESETS: dict[str, dict[str, dict]] = {
     "pix2pix": {
-        "demo": dict(gen_channels=16, disc_channels=16, batch_size=16, steps=2000, checkpoint_every=250),
+        "demo": dict(image_size=(64, 112), unet_downs=4, gen_channels=16, disc_channels=16, batch_size=16, steps=2000,
+                     checkpoint_every=250),
         "paper": dict(gen_channels=64, disc_channels=64, batch_size=1, steps=200_000, checkpoint_every=5000),
     },
     "spade": {
-        "demo": dict(gen_channels=8, disc_channels=16, spade_hidden=32, z_dim=64, num_discriminators=2,
+        "demo": dict(image_size=(64, 112), gen_channels=8, disc_channels=16, spade_hidden=32, z_dim=64, num_discriminators=2,
                      lr=1e-4, lr_d=4e-4, betas=(0.0, 0.9), batch_size=8, steps=1000, checkpoint_every=250),
         "paper": dict(gen_channels=64, disc_channels=64, spade_hidden=128, z_dim=256, num_discriminators=2,
                       lr=1e-4, lr_d=4e-4, betas=(0.0, 0.9), batch_size=32, steps=100_000, checkpoint_every=5000),
     },
     "cyclegan": {
-        "demo": dict(gen_channels=16, disc_channels=16, resnet_blocks=3, batch_size=8, steps=1000, checkpoint_every=250),
+        "demo": dict(image_size=(64, 112), gen_channels=16, disc_channels=16, resnet_blocks=3, batch_size=8, steps=1000, checkpoint_every=250),
         "paper": dict(gen_channels=64, disc_channels=64, resnet_blocks=6, batch_size=1, steps=200_000, checkpoint_every=5000),
     },
 }

@@ -103,7 +103,7 @@ def test_denoising_controls(demo):
 
 def test_step_sweep_one_start_noise(demo):
     sw = step_sweep(demo, steps=(4, 2), progress=False, fallback=False)
-    assert list(sw.images) == [4, 2] and all(sw.images[n].shape == (64, 64, 3) for n in (4, 2))
+    assert list(sw.images) == [4, 2] and all(sw.images[n].shape == (64, 112, 3) for n in (4, 2))
     assert all(0 <= sw.miou[n] <= 1 for n in (4, 2)) and all(sw.seconds[n] > 0 for n in (4, 2))
     assert not np.array_equal(sw.images[4], sw.images[2])
     assert sw.figure_image.value[:4] == b"\x89PNG" and "<td>4</td>" in sw.table.value
@@ -150,7 +150,7 @@ def test_label_editor_changes_only_the_edited_region(demo):
 
 def test_label_editor_on_a_real_image_through_inversion(demo):
     img, lab = synthetic_scene(2_000_005, (64, 112))
-    ed = label_editor(demo, label=lab, image=img, invert_steps=10, fallback=False)
+    ed = label_editor(demo, label=lab, image=img, invert_steps=25, steps=25, fallback=False)
     orig, same = ed.generate()                                         # no edit yet: a reconstruction
     assert orig is img
     err_inverted = np.abs(same.astype(int) - img.astype(int)).mean()
