@@ -13,7 +13,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from surgdiff.train import TRAIN_PRESETS, TrainConfig
-from surgdiff.unet import SelfAttention, SR3UNet, UNetConfig
+from surgdiff.layers import SelfAttention
+from surgdiff.unet import SR3UNet, UNetConfig
 
 
 def main():

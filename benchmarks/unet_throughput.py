@@ -14,10 +14,12 @@ best iteration is the least disturbed one). diffusers is needed only here, never
     python benchmarks/unet_throughput.py --variants           # + the SPADE forms of 04_spade
     python benchmarks/unet_throughput.py --threads 1          # steadier on a loaded machine
     python benchmarks/unet_throughput.py --preset sr3 --size 128 --batch 16 --device cuda
+    python benchmarks/unet_throughput.py --demo --threads 1   # the shipped demo's U-Net at 64x112
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -28,7 +30,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from surgdiff.unet import SR3UNet, UNetConfig, count_parameters, one_hot_labels  # noqa: E402
+from surgdiff.layers import one_hot_labels  # noqa: E402
+from surgdiff.unet import SR3UNet, UNetConfig, count_parameters  # noqa: E402
 
 SPADE_VARIANTS = {  # UNetConfig overrides for --variants (cond="spade")
     "spade h128 per-layer 3x3": dict(spade_hidden=128, spade_shared=False, spade_kernel=3),
@@ -40,14 +43,14 @@ SPADE_VARIANTS = {  # UNetConfig overrides for --variants (cond="spade")
 REFERENCE = "diffusers UNet2DModel"
 
 
-def diffusers_twin(config: UNetConfig):
+def diffusers_twin(config: UNetConfig, size: tuple[int, int]):
     "A diffusers UNet2DModel with the same structure as `SR3UNet(config)` in 'concat' mode."
     from diffusers import UNet2DModel
 
-    sides = [config.image_size // 2**i for i in range(config.levels)]
+    sides = [config.image_size // 2**i for i in range(config.levels)]  # image_size = the smaller side
     attn = [side in config.attn_resolutions for side in sides]
     return UNet2DModel(
-        sample_size=config.image_size,
+        sample_size=size,
         in_channels=config.in_channels + config.num_classes,
         out_channels=config.out_channels,
         block_out_channels=tuple(config.base_channels * m for m in config.channel_mults),
@@ -77,12 +80,12 @@ class DiffusersAdapter(torch.nn.Module):
         return self.unet(torch.cat([x_t, onehot], 1), 1000 * alpha_bar.sqrt(), return_dict=False)[0]
 
 
-def benchmark(models: dict, batch: int, size: int, num_classes: int, warmup: int, iters: int,
+def benchmark(models: dict, batch: int, size: tuple[int, int], num_classes: int, warmup: int, iters: int,
               train: bool, bf16: bool, device: str = "cpu") -> dict[str, float]:
     "Images/s per model: best of `iters` interleaved iterations, after `warmup`."
     g = torch.Generator().manual_seed(0)
-    x_t = torch.randn(batch, 3, size, size, generator=g).to(device)
-    label = torch.randint(0, num_classes, (batch, size, size), generator=g).to(device)
+    x_t = torch.randn(batch, 3, *size, generator=g).to(device)
+    label = torch.randint(0, num_classes, (batch, *size), generator=g).to(device)
     alpha_bar = torch.rand(batch, generator=g).to(device)
     autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if bf16 else nullcontext
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -124,7 +127,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="tiny")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--size", type=int, nargs="+", default=[64], help="H [W] (W = H if one number)")
+    p.add_argument("--demo", action="store_true",
+                   help="the shipped demo's U-Net (its config.json, 1 block per level) at its size, not a preset")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -137,10 +142,17 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    config = UNetConfig.preset(args.preset)
-    models = {f"SR3UNet {c}": SR3UNet(UNetConfig.preset(args.preset, cond=c)) for c in args.modes}
-    models[REFERENCE] = DiffusersAdapter(diffusers_twin(config), config.num_classes)
-    variants = {name: SR3UNet(UNetConfig.preset(args.preset, cond="spade", **kw))
+    if args.demo:
+        demo = json.loads((Path(__file__).resolve().parents[1] / "surgdiff/assets/demo/config.json").read_text())
+        make = lambda **kw: UNetConfig.from_dict({**demo["unet"], **kw})
+        size, args.preset = tuple(demo["image_size"]), "demo"
+    else:
+        make = lambda **kw: UNetConfig.preset(args.preset, **kw)
+        size = (args.size[0], args.size[-1])
+    config = make()
+    models = {f"SR3UNet {c}": SR3UNet(make(cond=c)) for c in args.modes}
+    models[REFERENCE] = DiffusersAdapter(diffusers_twin(config, size), config.num_classes)
+    variants = {name: SR3UNet(make(cond="spade", **kw))
                 for name, kw in SPADE_VARIANTS.items()} if args.variants else {}
     models = {n: m.to(args.device) for n, m in models.items()}
     variants = {n: m.to(args.device) for n, m in variants.items()}
@@ -149,7 +161,7 @@ def main(argv=None):
     where = torch.cuda.get_device_name() if args.device == "cuda" else \
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads"
     print(f"{where}; torch {torch.__version__}")
-    print(f"preset {args.preset!r}, batch {args.batch}, {args.size}x{args.size}, "
+    print(f"preset {args.preset!r}, batch {args.batch}, {size[0]}x{size[1]}, "
           f"warmup {args.warmup}, best of {args.iters} interleaved iterations")
     for name, n in params.items():
         print(f"  {name:26s} {n / 1e6:7.2f}M parameters ({100 * (n / params[REFERENCE] - 1):+.1f}% vs diffusers)")
@@ -160,7 +172,7 @@ def main(argv=None):
     if not args.no_bf16:
         runs += [("forward bf16 autocast", False, True, models), ("forward+backward bf16 autocast", True, True, models)]
     for title, train, bf16, ms in runs:
-        ips = benchmark(ms, args.batch, args.size, config.num_classes, args.warmup, args.iters, train, bf16,
+        ips = benchmark(ms, args.batch, size, config.num_classes, args.warmup, args.iters, train, bf16,
                         args.device)
         report(title, ips, params)
 

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import sys
 import time
@@ -25,13 +24,15 @@ from .metrics import (PROTOCOL, default_extractor, diversity, fid_from_features,
                               kid_from_features, to_uint8)
 from .segment import (HELDOUT_SEED_OFFSET, SegmenterConfig, label_consistency, synthetic_pairs,
                               train_segmenter)
-from .samplers import sample, sampling_settings
-from .train import load_json, save_json
+from .samplers import THESIS_STEPS, sample, sampling_settings
+from .baselines import load_baseline
+from .io import load_json, save_json
+from .train import load_pretrained
 
 # %% auto #0
-__all__ = ['Generator', 'THESIS_STEPS', 'COLUMNS', 'EvalData', 'eval_data', 'other_style', 'DiffusionGenerator',
-           'BaselineGeneratorAdapter', 'native_size', 'load_generator', 'evaluate', 'markdown_table', 'write_report',
-           'command_line', 'bench_steps', 'steps_figure', 'bench_compare', 'compare_figure', 'downstream']
+__all__ = ['Generator', 'COLUMNS', 'EvalData', 'eval_data', 'other_style', 'DiffusionGenerator', 'BaselineGeneratorAdapter',
+           'native_size', 'load_generator', 'evaluate', 'markdown_table', 'write_report', 'command_line', 'bench_steps',
+           'steps_figure', 'bench_compare', 'compare_figure', 'downstream']
 
 # %% ../nbs/10_bench.ipynb #5245f76f
 @dataclass
@@ -67,7 +68,6 @@ def other_style(data: EvalData, style_offset: int = 7_000_000) -> np.ndarray:
 
 # %% ../nbs/10_bench.ipynb #2028f157
 Generator = Callable[[np.ndarray, int], np.ndarray]
-THESIS_STEPS = (2000, 80, 40, 20, 10, 4)
 
 @dataclass
 class DiffusionGenerator:
@@ -119,12 +119,10 @@ def native_size(gen) -> tuple[int, int]:
 def load_generator(spec: str, steps: int | None = None, sampler: str | None = None, eta: float | None = None,
                    guidance: float | None = None, clip: float | None = None, batch_size: int = 16):
     "'demo', a diffusion model/run folder, or a baseline model/run folder, as a generator (None: the model's settings)."
-    from surgdiff.train import load_pretrained
     path = Path(spec)
     cfg_file = path / "config.json"
     cfg = load_json(cfg_file) if spec != "demo" and cfg_file.is_file() else {}
     if str(cfg.get("kind", "")).startswith("surgdiff-baseline-") or cfg.get("name") in ("pix2pix", "spade", "cyclegan"):
-        from surgdiff.baselines import load_baseline
         return BaselineGeneratorAdapter(load_baseline(path))
     if spec != "demo" and not path.exists(): raise FileNotFoundError(f"no model folder {spec}")
     return DiffusionGenerator(load_pretrained(spec), steps, sampler, eta, guidance, clip, batch_size)
@@ -301,7 +299,7 @@ def downstream(model: str = "demo", n_real: int = 64, per_label: int = 4, n_new:
     for name, (x, y) in variants.items():
         scores = []
         for s in seeds:
-            seg = train_segmenter((x, y), cfg, steps=steps, seed=s, threads=None, progress=progress)
+            seg = train_segmenter((x, y), cfg, steps=steps, seed=s, num_threads=None, progress=progress)
             scores.append(label_consistency(eval_imgs, eval_labs, seg))
         mious = [sc["miou"] for sc in scores]
         rows.append({"training data": name, "pairs": len(x), "miou": float(np.mean(mious)),

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import math
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,49 +23,15 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .data import as_numpy, to_uint8
+from .io import Config
 from .segment import label_consistency
 
 # %% auto #0
-__all__ = ['DEFAULT_WEIGHTS_SHA1', 'DEFAULT_WEIGHTS_PACKAGE', 'DEFAULT_WEIGHTS_FILE', 'PROTOCOL', 'to_uint8', 'psnr', 'ssim',
+__all__ = ['DEFAULT_WEIGHTS_SHA1', 'DEFAULT_WEIGHTS_PACKAGE', 'DEFAULT_WEIGHTS_FILE', 'PROTOCOL', 'psnr', 'ssim',
            'image_similarity', 'file_sha1', 'check_sha1', 'default_weights_path', 'load_torchscript', 'FIDProtocol',
            'InceptionFeatures', 'default_extractor', 'frechet_distance', 'feature_stats', 'fid_from_features',
            'kid_from_features', 'fid_kid', 'diversity', 'label_consistency']
-
-# %% ../nbs/08_metrics.ipynb #872e758e
-def _as_array(images) -> np.ndarray:
-    if isinstance(images, Tensor):
-        t = images.detach().cpu()
-        return (t.double() if t.is_floating_point() else t).numpy()
-    return np.asarray(images)
-
-def to_uint8(images) -> np.ndarray:
-    """Images as uint8 RGB (B,H,W,3).
-
-    Accepts uint8 (B,H,W,3) or (H,W,3), or float (B,3,H,W) or (3,H,W) in [-1,1], as numpy or torch,
-    or a list of those (same H×W). Float quantisation: u8 = floor((clip(x,-1,1) + 1)·127.5 + 0.5),
-    the exact inverse of x = u8/127.5 - 1."""
-    if isinstance(images, (list, tuple)):
-        if not images: raise ValueError("no images given (empty list)")
-        parts = [to_uint8(im) for im in images]
-        sizes = sorted({p.shape[1:3] for p in parts})
-        if len(sizes) > 1: raise ValueError(f"images in the list have different sizes (H, W): {sizes}")
-        return np.concatenate(parts)
-    x = _as_array(images)
-    if x.ndim == 3: x = x[None]
-    if x.ndim != 4:
-        raise ValueError(f"images must be uint8 (B,H,W,3) or float (B,3,H,W) in [-1,1], got shape {x.shape}")
-    if x.dtype == np.uint8:
-        if x.shape[-1] != 3: raise ValueError(f"uint8 images must be RGB (B,H,W,3), got shape {x.shape}")
-        return np.ascontiguousarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"images must be uint8 (B,H,W,3) or float (B,3,H,W) in [-1,1], got dtype {x.dtype}")
-    if x.shape[1] != 3: raise ValueError(f"float images must be (B,3,H,W), got shape {x.shape}")
-    if not np.isfinite(x).all(): raise ValueError("float images contain NaN or inf")
-    if x.size and np.abs(x).max() > 1.5:
-        raise ValueError(f"float images must lie in [-1,1] (max |value| {np.abs(x).max():.3g}); "
-                         "pass uint8 (B,H,W,3) for 0..255 images")
-    u8 = np.floor((np.clip(x.astype(np.float64), -1, 1) + 1) * 127.5 + 0.5)
-    return np.ascontiguousarray(u8.astype(np.uint8).transpose(0, 2, 3, 1))
 
 # %% ../nbs/08_metrics.ipynb #ccd2ce48
 def _pairs(fake, real) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +111,7 @@ def load_torchscript(path: str | Path, sha1: str | None) -> torch.jit.ScriptModu
 
 # %% ../nbs/08_metrics.ipynb #7bf0b17c
 @dataclass(frozen=True)
-class FIDProtocol:
+class FIDProtocol(Config):
     "The fixed recipe from images to FID/KID features. `describe()` is returned with every result."
     feature_net: str = "inception-v3-tf-fid"       # TF FID Inception-v3, 2048-d pool3 features
     weights_sha1: str = DEFAULT_WEIGHTS_SHA1
@@ -175,18 +140,6 @@ class FIDProtocol:
                 f"[0,255], not re-quantised; scaled to [{lo!r}, {hi!r}]; >= {self.min_images} images per set. "
                 "Compare only numbers from the same protocol and the same number of images.")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self); d["input_range"] = list(self.input_range); return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FIDProtocol":
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown: raise ValueError(f"unknown FIDProtocol fields: {unknown}")
-        return cls(**d)
-
-    def to_json(self) -> str: return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-    @classmethod
-    def from_json(cls, text: str) -> "FIDProtocol": return cls.from_dict(json.loads(text))
 
 PROTOCOL = FIDProtocol()
 
@@ -366,7 +319,7 @@ def _groups(samples_per_label) -> list[np.ndarray]:
     if isinstance(samples_per_label, (list, tuple)):
         groups = [to_uint8(g) for g in samples_per_label]
     else:
-        x = _as_array(samples_per_label)
+        x = as_numpy(samples_per_label)
         if x.ndim != 5:
             raise ValueError(f"samples_per_label must be (L,K,3,H,W) float, (L,K,H,W,3) uint8 or a list of L batches, got shape {x.shape}")
         groups = [to_uint8(g) for g in x]

@@ -16,8 +16,8 @@ from .data import IGNORE
 from .diffusion import Denoiser, NoiseSchedule, Trajectory, expand
 
 # %% auto #0
-__all__ = ['SPACINGS', 'LEVEL_SPACINGS', 'NULL_LABEL', 'SAMPLERS', 'DEFAULT_SCHEDULE', 'SAMPLE_DEFAULTS', 'timesteps',
-           'step_levels', 'prediction_coefficients', 'predict_x0_eps_f64', 'ddim_sigma', 'ddim_step',
+__all__ = ['SPACINGS', 'LEVEL_SPACINGS', 'NULL_LABEL', 'SAMPLERS', 'DEFAULT_SCHEDULE', 'THESIS_STEPS', 'SAMPLE_DEFAULTS',
+           'timesteps', 'step_levels', 'prediction_coefficients', 'predict_x0_eps_f64', 'ddim_sigma', 'ddim_step',
            'dpmpp_2m_coefficients', 'dpmpp_2m_step', 'null_label_like', 'drop_labels', 'guided_model',
            'sampling_settings', 'sample', 'dpmpp_2m', 'gaussian_ode_solution', 'ddim_invert']
 
@@ -207,6 +207,8 @@ def _prepare_label(label: Tensor | None, device) -> Tensor | None:
 
 #: What `sample` does for a setting left at None when the model recommends nothing (a model's recommendations
 #: live in its config, `DiffusionConfig.sampling`, and so travel with its weights).
+THESIS_STEPS = (2000, 80, 40, 20, 10, 4)  # the thesis's sweep of sampling steps (Table 1)
+
 SAMPLE_DEFAULTS: dict = dict(sampler="ddim", steps=40, eta=0.0, spacing="trailing", guidance=1.0, clip=None)
 
 def sampling_settings(model, **overrides) -> dict:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import io
 import math
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import ipywidgets as W
 import numpy as np
 import torch
+import matplotlib
+import matplotlib.pyplot as plt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
@@ -20,32 +22,34 @@ from scipy import ndimage
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .data import CLASS_NAMES, IGNORE, INSTRUMENTS, colorize, synthetic_scene
+from .data import CLASS_NAMES, IGNORE, INSTRUMENTS, colorize, from_uint8, synthetic_scene, to_uint8
 from .diffusion import NoiseSchedule, predict_x0_eps, q_sample
-from .samplers import LEVEL_SPACINGS, SAMPLERS, ddim_invert, sample, sampling_settings
+from .samplers import LEVEL_SPACINGS, SAMPLERS, THESIS_STEPS, ddim_invert, sample, sampling_settings
+from .segment import label_consistency
+from .train import load_pretrained
 
 # %% auto #0
-__all__ = ['STATIC_NOTE', 'SCHEDULE_NAMES', 'THESIS_STEPS', 'to_uint8', 'png_bytes', 'figure_png', 'decode_png',
-           'widgets_supported', 'counting_model', 'NoisingExplorer', 'noising_explorer', 'DenoisingExplorer',
-           'denoising_explorer', 'StepSweep', 'step_sweep', 'handle_of', 'fill_from_neighbours', 'remove_classes',
-           'transform_instrument', 'add_instrument', 'LabelEditor', 'label_editor']
+__all__ = ['STATIC_NOTE', 'SCHEDULE_NAMES', 'picture', 'png_bytes', 'figure_png', 'decode_png', 'widgets_supported',
+           'counting_model', 'NoisingExplorer', 'noising_explorer', 'DenoisingExplorer', 'denoising_explorer',
+           'StepSweep', 'step_sweep', 'handle_of', 'fill_from_neighbours', 'remove_classes', 'transform_instrument',
+           'add_instrument', 'LabelEditor', 'label_editor']
 
 # %% ../nbs/07_explore.ipynb #85105dd3
-def to_uint8(x: Tensor | np.ndarray) -> np.ndarray:
-    "An image as H×W×3 uint8: a (3,H,W) or (1,3,H,W) tensor in [-1, 1] is clamped and quantised; uint8 passes."
-    if isinstance(x, np.ndarray) and x.dtype == np.uint8: return x
-    x = torch.as_tensor(x).detach().float().cpu()
-    if x.ndim == 4: x = x[0]
-    if x.ndim != 3 or x.shape[0] != 3: raise ValueError(f"expected a (3, H, W) image, got shape {tuple(x.shape)}")
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+def picture(x: Tensor | np.ndarray) -> np.ndarray:
+    "One image as H×W×3 uint8 for display: the first of a batch, floats clipped to [-1, 1] (`surgdiff.data.to_uint8`)."
+    return to_uint8(x, check_range=False)[0]
 
 def png_bytes(img: Tensor | np.ndarray, scale: int = 3) -> bytes:
-    "PNG bytes of an image (see `to_uint8`), enlarged `scale`× with nearest-neighbour pixels."
-    arr = to_uint8(img)
+    "PNG bytes of an image (see `picture`), enlarged `scale`× with nearest-neighbour pixels."
+    arr = picture(img)
     pil = Image.fromarray(arr)
     if scale != 1: pil = pil.resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
     buf = io.BytesIO(); pil.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+def _new_figure(figsize: tuple[float, float], pyplot: bool, dpi: float | None = None) -> Figure:
+    "A figure managed by pyplot (so `plt.show()` shows it) or a bare one (for PNG bytes, never shown twice)."
+    return plt.figure(figsize=figsize, dpi=dpi) if pyplot else Figure(figsize=figsize, dpi=dpi)
 
 def figure_png(fig: Figure) -> bytes:
     "Render a matplotlib `Figure` (Agg canvas) to PNG bytes."
@@ -81,16 +85,13 @@ def _present(explorer, fallback: bool = True):
     "Return `explorer`; outside a kernel, print a one-line note and show its static figure."
     if fallback and not widgets_supported():
         print(STATIC_NOTE)
-        import matplotlib
         if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo", "template"):
-            import matplotlib.pyplot as plt
             explorer.static_figure(pyplot=True); plt.show()
     return explorer
 
 def _load_model(model):
     "'demo', a model folder or run folder, or a model object (returned as is); None stays None."
     if model is None or not isinstance(model, (str, bytes)) and not hasattr(model, "__fspath__"): return model
-    from surgdiff.train import load_pretrained
     return load_pretrained(model)
 
 def _scene(label, size: tuple[int, int], seed: int) -> tuple[np.ndarray | None, np.ndarray]:
@@ -129,7 +130,7 @@ class NoisingExplorer(W.VBox):
     def __init__(self, image: np.ndarray, label: np.ndarray | None, schedule: str = "linear-2000", t: int | None = None,
                  noise_seed: int = 0, model=None, scale: int = 3):
         self.model, self.scale, self.label = model, scale, label
-        self.x0 = torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float()[None] / 127.5 - 1
+        self.x0 = from_uint8(np.asarray(image))
         self.schedule_picker = W.Dropdown(options=SCHEDULE_NAMES, value=schedule, description="schedule")
         self.noise_seed = W.BoundedIntText(value=noise_seed, min=0, max=2**31 - 1, description="noise seed")
         self.t_slider = W.IntSlider(value=0, min=0, max=1, description="t", continuous_update=True,
@@ -237,11 +238,11 @@ class NoisingExplorer(W.VBox):
         "x_t at a few timesteps (default: 0, T/4, T/2, 3T/4, T-1) in one figure, for consoles and papers."
         T = self.schedule.T
         ts = list(ts) if ts is not None else [0, T // 4, T // 2, 3 * T // 4, T - 1]
-        fig = plt.figure(figsize=(2 * len(ts), 2.2)) if pyplot else Figure(figsize=(2 * len(ts), 2.2))
+        fig = _new_figure((2 * len(ts), 2.2), pyplot)
         for k, t in enumerate(ts):
             ax = fig.add_subplot(1, len(ts), k + 1)
             ab = float(self.schedule.alpha_bar[t])
-            ax.imshow(to_uint8(q_sample(self.x0, torch.tensor([ab]), self.eps))); ax.axis("off")
+            ax.imshow(picture(q_sample(self.x0, torch.tensor([ab]), self.eps))); ax.axis("off")
             ax.set_title(f"t={t}  ᾱ={ab:.3g}", fontsize=8)
         return fig
 
@@ -266,8 +267,6 @@ def noising_explorer(image: np.ndarray | None = None, schedule: str = "linear-20
     return _present(ex, fallback)
 
 # %% ../nbs/07_explore.ipynb #be63addb
-THESIS_STEPS = (2000, 80, 40, 20, 10, 4)
-
 class DenoisingExplorer(W.VBox):
     "Sampler settings, a Run button and a trajectory scrubber; see `denoising_explorer`."
     def __init__(self, model, label: np.ndarray, steps: int = 40, sampler: str = "ddim", eta: float = 0.0,
@@ -331,7 +330,7 @@ class DenoisingExplorer(W.VBox):
                 self.run_button.disabled = False
             self.progress.bar_style = "success"
             self.runs += 1
-            self.cache[key] = dict(result=png_bytes(x, self.scale), image=to_uint8(x), trajectory=traj,
+            self.cache[key] = dict(result=png_bytes(x, self.scale), image=picture(x), trajectory=traj,
                                    seconds=time.perf_counter() - start,
                                    x_t=[png_bytes(v, self.scale) for v in traj.x_t],
                                    x0=[png_bytes(v, self.scale) for v in traj.x0])
@@ -362,11 +361,11 @@ class DenoisingExplorer(W.VBox):
         run = self.current or self.run()
         traj = run["trajectory"]
         idx = np.linspace(0, len(traj) - 1, min(n, len(traj))).round().astype(int)
-        fig = plt.figure(figsize=(1.8 * len(idx), 3.8)) if pyplot else Figure(figsize=(1.8 * len(idx), 3.8))
+        fig = _new_figure((1.8 * len(idx), 3.8), pyplot)
         for k, i in enumerate(idx):
             for row, (imgs, name) in enumerate([(traj.x_t, "x_t"), (traj.x0, "x̂0")]):
                 ax = fig.add_subplot(2, len(idx), row * len(idx) + k + 1)
-                ax.imshow(to_uint8(imgs[i])); ax.axis("off"); ax.set_title(f"{name}, t={traj.t[i]}", fontsize=8)
+                ax.imshow(picture(imgs[i])); ax.axis("off"); ax.set_title(f"{name}, t={traj.t[i]}", fontsize=8)
         return fig
 
 def denoising_explorer(model="demo", label: np.ndarray | None = None, steps: int | None = None,
@@ -386,7 +385,6 @@ def denoising_explorer(model="demo", label: np.ndarray | None = None, steps: int
 
 # %% ../nbs/07_explore.ipynb #a06e898d
 def _miou(image: np.ndarray, label: np.ndarray) -> float:
-    from surgdiff.segment import label_consistency
     return float(label_consistency(image[None], label[None])["miou"])
 
 class StepSweep(W.VBox):
@@ -405,7 +403,7 @@ class StepSweep(W.VBox):
             x = sample(model, lab, sampler=sampler, steps=n, eta=eta, guidance=guidance, x_T=self.x_T, clip=clip,
                        generator=torch.Generator().manual_seed(seed + 1), progress=False)
             self.seconds[n] = time.perf_counter() - start
-            self.images[n] = to_uint8(x)
+            self.images[n] = picture(x)
             self.miou[n] = _miou(self.images[n], label) if consistency else float("nan")
             bar.update(n)
         bar.close()
@@ -418,7 +416,7 @@ class StepSweep(W.VBox):
     def static_figure(self, pyplot: bool = False) -> Figure:
         "The label map and one panel per step count, titled with time and label consistency."
         k = len(self.steps) + 1
-        fig = plt.figure(figsize=(2 * k, 2.4)) if pyplot else Figure(figsize=(2 * k, 2.4), dpi=80)
+        fig = _new_figure((2 * k, 2.4), pyplot, dpi=80)
         ax = fig.add_subplot(1, k, 1); ax.imshow(colorize(self.label)); ax.axis("off"); ax.set_title("label map", fontsize=9)
         for j, n in enumerate(self.steps):
             ax = fig.add_subplot(1, k, j + 2); ax.imshow(self.images[n]); ax.axis("off")
@@ -567,7 +565,7 @@ class LabelEditor(W.VBox):
             if self.real is None:
                 self._cache[key] = torch.randn((1, 3, H, W_), generator=torch.Generator().manual_seed(key[1]))
             else:
-                x0 = torch.from_numpy(self.real).permute(2, 0, 1).float()[None] / 127.5 - 1
+                x0 = from_uint8(self.real)
                 self._cache[key] = ddim_invert(counting_model(self.model, self.progress), x0, _model_label(self.model, self.base),
                                                steps=self.invert_steps, schedule=self.model.schedule,
                                                prediction=self.model.prediction, guidance=key[2], progress=False)
@@ -580,7 +578,7 @@ class LabelEditor(W.VBox):
             x = sample(counting_model(self.model, self.progress), _model_label(self.model, label), steps=steps,
                        guidance=float(self.guidance.value), x_T=x_T, clip=self.clip if self.real is None else None,
                        schedule=self.model.schedule, prediction=self.model.prediction, progress=False, device="cpu")
-            self._cache[key] = to_uint8(x)
+            self._cache[key] = picture(x)
         return self._cache[key]
 
     def generate(self) -> tuple[np.ndarray, np.ndarray]:
@@ -609,7 +607,7 @@ class LabelEditor(W.VBox):
     def static_figure(self, pyplot: bool = False) -> Figure:
         "Label maps and images before and after the current edit (generating if needed)."
         if not hasattr(self, "edited"): self.generate()
-        fig = plt.figure(figsize=(10, 2.4)) if pyplot else Figure(figsize=(10, 2.4))
+        fig = _new_figure((10, 2.4), pyplot)
         panels = [(colorize(self.base), "label map"), (colorize(self.label), "edited"), (self.original, "original"),
                   (self.edited, "regenerated")]
         for k, (im, title) in enumerate(panels):

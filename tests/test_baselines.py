@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 from surgdiff.baselines import (BASELINES, BaselineConfig, BaselineGenerator, VGGLoss, baseline_config, export_baseline,
                                 load_baseline, run_history, train_baseline)
 from surgdiff.data import remap
-from surgdiff.train import (CheckpointError, SyntheticScenes, TrainingDiverged, latest_checkpoint, load_training_state,
-                            save_json, save_training_state)
+from surgdiff.io import CheckpointError, latest_checkpoint, load_training_state, save_json, save_training_state
+from surgdiff.train import SyntheticScenes, TrainingDiverged
 
 torch.set_num_threads(1)
 
@@ -65,7 +65,7 @@ def test_run_folder_uses_the_shared_checkpoint_format(runs, name):
              "cyclegan": {"generator", "generator_ba", "discriminator_a", "discriminator_b", "pool_a", "pool_b"}}[name]
     assert {p.stem for p in ck.glob("*.safetensors")} == parts | {"optimizer_g", "optimizer_d"}
     assert state["step"] == 50 and {"optimizer_g", "optimizer_d"} <= set(state)
-    assert BaselineConfig.from_json(run / "config.json").name == name
+    assert BaselineConfig.load(run / "config.json").name == name
     assert (run / "loss.png").exists() and (run / "samples" / "step_00000050.png").exists()
 
 

@@ -12,7 +12,7 @@ from surgdiff.segment import (HELDOUT_SEED_OFFSET, TRAIN_SEEDS, Segmenter, Segme
                               label_consistency, load_segmenter,
                               save_segmenter, scores_from_confusion, segmenter_ceiling, shipped_segmenter_dir,
                               synthetic_pairs, train_segmenter)
-from surgdiff.train import CheckpointError, load_json, save_json
+from surgdiff.io import CheckpointError, load_json, save_json
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_shipped_files_are_small_and_seeds_disjoint():
 
 def test_save_load_round_trip(tmp_path):
     model = Segmenter(SegmenterConfig(num_classes=36, grouping=None, base_channels=4, depth=2, image_size=(16, 16)))
-    save_segmenter(model, tmp_path / "s")
+    save_segmenter(tmp_path / "s", model)
     back = load_segmenter(tmp_path / "s")
     assert back.config == model.config
     for k, v in model.state_dict().items():
@@ -206,19 +206,19 @@ def tiny_data():
 
 def test_short_training_lowers_loss(tiny_data):
     losses = []
-    train_segmenter(tiny_data, TINY, steps=40, batch_size=8, lr=5e-3, seed=0, losses=losses, threads=1, progress=False)
+    train_segmenter(tiny_data, TINY, steps=40, batch_size=8, lr=5e-3, seed=0, losses=losses, num_threads=1, progress=False)
     assert len(losses) == 40 and all(math.isfinite(v) for v in losses)
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), (losses[:5], losses[-5:])
 
 
 def test_training_is_deterministic_under_a_seed(tiny_data):
     def run(seed):
-        return train_segmenter(tiny_data, TINY, steps=8, batch_size=4, seed=seed, threads=1, progress=False).state_dict()
+        return train_segmenter(tiny_data, TINY, steps=8, batch_size=4, seed=seed, num_threads=1, progress=False).state_dict()
     threads = torch.get_num_threads()
     a, b, c = run(1), run(1), run(2)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
-    assert torch.get_num_threads() == threads          # `threads=1` is restored afterwards
+    assert torch.get_num_threads() == threads          # `num_threads=1` is restored afterwards
 
 
 def test_training_resizes_and_accepts_a_dataset(tmp_path):
@@ -227,7 +227,7 @@ def test_training_resizes_and_accepts_a_dataset(tmp_path):
     cfg = SegmenterConfig(base_channels=4, depth=2, image_size=(16, 16))
     for grouping in (None, "exp1"):   # CaDIS ids are regrouped; already-grouped labels are used as they are
         ds = CaDISDataset(root, "train", grouping=grouping, size=None)
-        model = train_segmenter(ds, cfg, steps=2, batch_size=2, threads=1, progress=False)
+        model = train_segmenter(ds, cfg, steps=2, batch_size=2, num_threads=1, progress=False)
         assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 8, 16, 16)
     with pytest.raises(ValueError, match="grouping"):
         train_segmenter(CaDISDataset(root, "train", grouping="exp2", size=None), cfg, steps=1, progress=False)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from surgdiff.train import (CheckpointError, DiffusionConfig, DiffusionModel, SyntheticScenes, TrainConfig,
-                            TRAIN_PRESETS, TrainingDiverged, export_model, latest_checkpoint, load_pretrained, train)
+from surgdiff.io import CheckpointError, latest_checkpoint
+from surgdiff.train import (DiffusionConfig, DiffusionModel, SyntheticScenes, TrainConfig, TRAIN_PRESETS,
+                            TrainingDiverged, export_model, load_pretrained, train)
 
 MICRO = dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=[], mid_attention=False,
              norm_groups=8, dropout=0.1, spade_hidden=16)
@@ -210,7 +211,7 @@ def test_config_json_round_trip(tmp_path):
 
 
 def _attention_sides(unet, x_t, label=None) -> set:
-    from surgdiff.unet import SelfAttention
+    from surgdiff.layers import SelfAttention
     sides = []
     hooks = [m.register_forward_hook(lambda mod, inp, out: sides.append(tuple(inp[0].shape[-2:])))
              for m in unet.modules() if isinstance(m, SelfAttention)]

@@ -1,4 +1,4 @@
-"""Tests of surgdiff.unet (SR3UNet, UNetConfig) and surgdiff.spade (SPADE, SPADEResBlock)."""
+"""Tests of surgdiff.unet (SR3UNet, UNetConfig) and surgdiff.layers (ResBlock, SPADE, SPADEResBlock)."""
 import math
 
 import numpy as np
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from surgdiff.data import IGNORE, num_classes, remap
-from surgdiff.spade import SPADE, SPADEResBlock, parameter_free_norm
-from surgdiff.unet import ResBlock, SR3UNet, UNetConfig, count_parameters, one_hot_labels
+from surgdiff.layers import SPADE, ResBlock, SPADEResBlock, one_hot_labels, parameter_free_norm
+from surgdiff.unet import SR3UNet, UNetConfig, count_parameters
 
 MODES = ("concat", "spade", "both")
 # a very small U-Net: 2 levels, so inputs must be multiples of 2; fast enough to build dozens of
@@ -94,7 +94,7 @@ def test_bad_inputs_raise():
         model(x_t, alpha_bar, torch.full_like(label, 40))
     with pytest.raises(ValueError, match="shape"):
         model(x_t, alpha_bar, label[:, :32])
-    with pytest.raises(ValueError, match="noise_level"):
+    with pytest.raises(ValueError, match="alpha_bar"):
         model(x_t, torch.rand(3), label)
     with pytest.raises(ValueError, match="x_t"):
         model(torch.randn(1, 4, 64, 64), alpha_bar, label)
@@ -223,9 +223,7 @@ def test_same_seed_same_output(cond):
 @pytest.mark.parametrize("cond", MODES)
 def test_config_json_round_trip_rebuilds_identical_model(cond, tmp_path):
     config = UNetConfig.preset("tiny", cond=cond, zero_init=False)
-    path = tmp_path / "unet.json"
-    config.to_json(path)
-    loaded = UNetConfig.from_json(path)
+    loaded = UNetConfig.load(config.save(tmp_path / "unet.json"))
     assert loaded == config and UNetConfig.from_json(config.to_json()) == config
     assert UNetConfig.from_dict(config.to_dict()) == config
     torch.manual_seed(0)

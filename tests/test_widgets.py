@@ -7,7 +7,7 @@ from surgdiff.data import synthetic_scene
 from surgdiff.diffusion import q_sample
 from surgdiff.train import load_pretrained
 from surgdiff.widgets import (STATIC_NOTE, add_instrument, decode_png, denoising_explorer, label_editor,
-                              noising_explorer, remove_classes, step_sweep, to_uint8, transform_instrument,
+                              noising_explorer, picture, remove_classes, step_sweep, transform_instrument,
                               widgets_supported)
 
 
@@ -30,14 +30,14 @@ def test_noising_slider_shows_q_sample_at_t(demo):
         ex.t_slider.value = t
         assert ex.updates == before + 1                      # the callback ran once per move
         ab = ex.schedule.alpha_bar[t:t + 1].float()
-        assert (shown(ex.xt_image) == to_uint8(q_sample(ex.x0, ab, eps))).all()
+        assert (shown(ex.xt_image) == picture(q_sample(ex.x0, ab, eps))).all()
         seen.add(ex.xt_image.value)
         assert f"t = {t} " in ex.status.value
     assert len(seen) == 5                                    # every t gave a different picture
     assert torch.equal(ex.eps, eps)                          # the noise stayed put while t moved
     # at t = 0 the model's x̂0 is close to the clean image; at T-1 the x_t histogram is N(0, 1)
     ex.t_slider.value = 0
-    assert np.abs(shown(ex.x0_pred_image).astype(int) - to_uint8(ex.x0).astype(int)).mean() < 8
+    assert np.abs(shown(ex.x0_pred_image).astype(int) - picture(ex.x0).astype(int)).mean() < 8
     ex.t_slider.value = 1999
     assert abs(float(ex.x_t.std()) - 1) < 0.05
 
@@ -49,7 +49,7 @@ def test_noising_schedule_and_seed_controls(demo):
     ex.schedule_picker.value = "cosine"
     assert ex.t_slider.max == 999 and ex.t_slider.value == 500 and ex.plot_image.value != plot
     ab = ex.schedule.alpha_bar[500:501].float()
-    assert (shown(ex.xt_image) == to_uint8(q_sample(ex.x0, ab, ex.eps))).all()
+    assert (shown(ex.xt_image) == picture(q_sample(ex.x0, ab, ex.eps))).all()
     old = ex.xt_image.value
     ex.noise_seed.value = 7
     assert torch.equal(ex.eps, torch.randn(ex.x0.shape, generator=torch.Generator().manual_seed(7)))
@@ -73,7 +73,7 @@ def test_denoising_run_scrub_and_cache(demo):
     for i in range(6):
         ex.scrubber.value = i
         assert ex.xt_image.value == ex.current["x_t"][i] and ex.x0_image.value == ex.current["x0"][i]
-        assert (shown(ex.xt_image) == to_uint8(ex.trajectory.x_t[i])).all()
+        assert (shown(ex.xt_image) == picture(ex.trajectory.x_t[i])).all()
         pictures.add(ex.x0_image.value)
     assert len(pictures) == 6
     first = ex.result_image.value
@@ -169,3 +169,15 @@ def test_console_fallback_prints_one_line(demo, capsys):
     assert out.strip() == STATIC_NOTE
     fig = noising_explorer(model=None, fallback=False).static_figure()
     assert len(fig.axes) == 5
+
+
+def test_static_figure_through_pyplot_outside_jupyter(monkeypatch):
+    "The console fallback's pyplot path (an interactive backend) used to raise NameError: plt was never imported."
+    import matplotlib.pyplot as plt
+    import surgdiff.widgets as widgets
+    shown_figures = []
+    monkeypatch.setattr(widgets.matplotlib, "get_backend", lambda: "TkAgg")   # as in a terminal with a display
+    monkeypatch.setattr(widgets.plt, "show", lambda: shown_figures.append(plt.gcf()))
+    noising_explorer(model=None)
+    assert len(shown_figures) == 1 and len(shown_figures[0].axes) == 5
+    plt.close("all")

@@ -1,0 +1,64 @@
+"""The package's shape: imports flow one way, down a fixed order of modules by role, and none hides inside a function.
+
+A module may import only modules above it in `ORDER`. Imports inside functions count too (a lazy import that
+dodges a cycle is still a cycle), and none is allowed: every dependency is visible at the top of the file.
+"""
+import ast
+from pathlib import Path
+
+import surgdiff
+
+PACKAGE = Path(surgdiff.__file__).parent
+ORDER = ["data", "io", "diffusion", "layers", "unet", "samplers", "train", "baselines", "segment", "metrics", "bench",
+         "widgets", "cli"]
+
+
+def modules() -> dict[str, ast.Module]:
+    return {p.stem: ast.parse(p.read_text(), str(p)) for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "_modidx")}
+
+
+def package_imports(tree: ast.Module) -> list[tuple[str, int, bool]]:
+    "(imported surgdiff module, line, inside a function?) for every import of a surgdiff module in `tree`."
+    found = []
+
+    def visit(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.ImportFrom):
+                if child.level == 1 and child.module:
+                    found.append((child.module.split(".")[0], child.lineno, in_function))
+                elif child.level == 1:  # from . import x
+                    found.extend((a.name, child.lineno, in_function) for a in child.names)
+                elif child.module and child.module.split(".")[0] == "surgdiff":
+                    parts = child.module.split(".")
+                    found.extend([(parts[1], child.lineno, in_function)] if len(parts) > 1 else
+                                 [(a.name, child.lineno, in_function) for a in child.names])
+            elif isinstance(child, ast.Import):
+                found.extend((a.name.split(".")[1], child.lineno, in_function) for a in child.names
+                             if a.name.startswith("surgdiff."))
+            visit(child, inner)
+
+    visit(tree, False)
+    return found
+
+
+def test_every_module_has_a_place_in_the_order():
+    assert sorted(modules()) == sorted(ORDER)
+
+
+def test_imports_flow_one_way_down_the_order():
+    bad = [f"{m}.py:{line} imports {dep}" for m, tree in modules().items() for dep, line, _ in package_imports(tree)
+           if dep in ORDER and ORDER.index(dep) >= ORDER.index(m)]
+    assert not bad, "imports against the order " + " → ".join(ORDER) + ":\n" + "\n".join(bad)
+
+
+def test_no_package_import_hides_inside_a_function():
+    hidden = [f"{m}.py:{line} imports {dep} inside a function" for m, tree in modules().items()
+              for dep, line, inside in package_imports(tree) if inside]
+    assert not hidden, "\n".join(hidden)
+
+
+def test_the_checker_sees_what_it_must():
+    "The checks above could fail: a lazy back-import is found, with its line and as hidden."
+    tree = ast.parse("import torch\nfrom .data import IGNORE\ndef f():\n    from surgdiff.cli import main\n")
+    assert package_imports(tree) == [("data", 2, False), ("cli", 4, True)]
