@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from surgdiff.bench import eval_data, evaluate
-from surgdiff.metrics import to_uint8
+from surgdiff.data import to_uint8
 from surgdiff.samplers import sample, sampling_settings
 from surgdiff.train import load_pretrained
 

@@ -20,8 +20,9 @@ from torch.nn.utils.parametrizations import spectral_norm
 from .data import colorize, contact_sheet, from_uint8, remap, to_uint8
 from .data import num_classes as classes_in
 from .layers import NORMS, SPADE, one_hot_labels
-from .io import (CheckpointError, Config, latest_checkpoint, load_json, load_state, load_tensors,
-                         load_training_state, read_config, save_json, save_model_folder, save_training_state)
+from .io import (CheckpointError, Config, checkpoint_sha256, diverged_message, latest_checkpoint, load_json,
+                         load_state, load_tensors, load_training_state, read_config, record_resume, resume_changes,
+                         save_json, save_model_folder, save_training_state)
 from .train import (StopOnInterrupt, TrainConfig, TrainingDiverged, batch_indices, build_dataset,
                             preview_labels, step_seed)
 
@@ -597,12 +598,13 @@ def train_baseline(cfg: BaselineConfig, resume: bool = False, progress: bool = T
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     run = Path(cfg.out)
     if not resume and (run / "latest.json").exists():
-        raise CheckpointError(f"run folder {run} already has checkpoints; pass resume=True to continue it or choose a new folder")
+        raise CheckpointError(f"run folder {run} already has checkpoints; resume it (resume=True, or --resume on the "
+                              "command line) or choose a new folder")
+    changes = None  # on resume: the safe fields that changed (see `resume_changes`)
     if resume and (run / "config.json").exists():
         old = load_json(run / "config.json")
         if old.get("name") != cfg.name: raise CheckpointError(f"{run} holds a {old.get('name')!r} run, not a {cfg.name!r} one")
-    run.mkdir(parents=True, exist_ok=True)
-    save_json(run / "config.json", cfg.to_dict())
+        changes = resume_changes(run, cfg.to_dict())
     torch.manual_seed(cfg.seed)
     model = BASELINE_MODELS[cfg.name](cfg)
     opts = model.make_optimizers()
@@ -614,6 +616,11 @@ def train_baseline(cfg: BaselineConfig, resume: bool = False, progress: bool = T
     if tuple(ds[0][0].shape[-2:]) != cfg.image_size:
         raise ValueError(f"the data set's images are {tuple(ds[0][0].shape[-2:])}, but image_size is {cfg.image_size}")
     previews = preview_labels(cfg.train_config()) if cfg.sample_every else None
+    if changes is None:  # every check has passed: only now is the run folder written
+        run.mkdir(parents=True, exist_ok=True)
+        save_json(run / "config.json", cfg.to_dict())
+    elif changes:
+        record_resume(run, start, changes)
     base_lr = {"optimizer_g": cfg.lr, "optimizer_d": cfg.lr_d or cfg.lr}
     model.train()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"training {cfg.name}", disable=not progress)
@@ -632,9 +639,7 @@ def train_baseline(cfg: BaselineConfig, resume: bool = False, progress: bool = T
             losses = {k: float(v.detach()) for k, v in model.train_step(label, image, opts, g).items()}
             if not all(math.isfinite(v) for v in losses.values()):
                 bar.close()
-                where = (f"the last good checkpoint is {latest_checkpoint(run)}" if (run / "latest.json").exists()
-                         else "no checkpoint had been written yet")
-                raise TrainingDiverged(f"losses became {losses} at step {step}; training stopped and {where}")
+                raise TrainingDiverged(diverged_message(run, f"losses became {losses}", step))
             done, seen = step + 1, seen + len(label)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 dt = time.perf_counter() - t0
@@ -668,7 +673,8 @@ def load_baseline(path: str | Path, name: str | None = None, device: str | torch
     if not path.is_dir(): raise CheckpointError(f"no baseline model or run folder {path}")
     if (path / "latest.json").exists():
         cfg = _baseline_config(load_json(path / "config.json"), path / "config.json")
-        weights = latest_checkpoint(path) / "generator.safetensors"
+        ck = latest_checkpoint(path)
+        weights, sha = ck / "generator.safetensors", checkpoint_sha256(ck, "generator.safetensors")
     else:
         d = read_config(path)
         kind = d.get("kind")
@@ -676,10 +682,10 @@ def load_baseline(path: str | Path, name: str | None = None, device: str | torch
             raise CheckpointError(f"{path / 'config.json'} describes a {kind!r}, not a surgdiff baseline ({KIND_PREFIX}<name>)")
         cfg = _baseline_config(d, path / "config.json")
         if kind != cfg.kind: raise CheckpointError(f"{path / 'config.json'}: kind {kind!r} does not match name {cfg.name!r}")
-        weights = path / "generator.safetensors"
+        weights, sha = path / "generator.safetensors", d.get("weights_sha256")
     if name is not None and cfg.name != name:
         raise CheckpointError(f"{path} holds a {cfg.kind!r}, not a {KIND_PREFIX + name!r}")
-    return load_state(BaselineGenerator(cfg), weights).eval().to(device)
+    return load_state(BaselineGenerator(cfg), weights, sha).eval().to(device)
 
 def export_baseline(run: str | Path, out: str | Path) -> Path:
     "Write the generator of `run`'s latest checkpoint and its config as a model folder."

@@ -48,6 +48,8 @@ def atomic_output_dir(out: str | Path):
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CLIError(f"output {out} already exists and is not empty; choose a new folder")
+    if out.exists() and not os.access(out, os.W_OK):  # an empty folder someone made read-only: do not replace it
+        raise CLIError(f"output {out} is not writable")
     with atomic_dir(out) as tmp:
         yield tmp
 
@@ -55,6 +57,8 @@ def atomic_output_dir(out: str | Path):
 def cmd_synth(args: argparse.Namespace) -> None:
     "Write a synthetic CaDIS-layout tree and a contact sheet."
     videos = args.videos if args.videos else sorted(v for s in SPLITS.values() for v in s)
+    if args.frames < 1: raise CLIError(f"--frames must be at least 1, not {args.frames}")
+    _refuse_if_too_big(64 * args.size[0] * args.size[1], f"--size {args.size[0]}x{args.size[1]}")  # float layers of one scene
     with atomic_output_dir(args.out) as tmp:
         write_synthetic_cadis(tmp, videos, args.frames, args.size, args.seed, progress=not args.quiet)
         firsts = sorted(tmp.glob("Video*/Images/*.png"))[:8]
@@ -77,13 +81,14 @@ def _train_config(args: argparse.Namespace):
         raise CLIError(f"--data {args.data}: no such folder (give a CaDIS root or 'synthetic')")
     return TrainConfig.from_dict({**cfg.to_dict(), **over})
 
-def cmd_train(args: argparse.Namespace) -> None:
-    "Train (or resume) a run."
+def cmd_train(args: argparse.Namespace) -> int:
+    "Train (or resume) a run; exit status 130 when Ctrl-C stopped it (after saving a checkpoint)."
     cfg = _train_config(args)
     res = train(cfg, resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", 0)) == 0:
         state = "interrupted at" if res.interrupted else "trained to"
         print(f"{state} step {res.step}; run folder {res.run} (load it with load_pretrained({str(res.run)!r}))")
+    return 130 if res.interrupted else 0
 
 # %% ../nbs/90_cli.ipynb #84e904fc
 def bundled_labels() -> list[Path]:
@@ -100,6 +105,25 @@ def _label_files(spec: str | None) -> list[Path]:
         return files
     raise CLIError(f"--labels {p}: no such file or folder")
 
+def _refuse_if_too_big(nbytes: int, what: str) -> None:
+    "Refuse, with the numbers, a job whose arrays would not fit in half of the memory free now."
+    free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    if nbytes > free // 2:
+        raise CLIError(f"{what} needs about {nbytes / 2**30:.1f} GiB of memory at once; "
+                       f"{free / 2**30:.1f} GiB are free on this machine")
+
+def _refuse_clashes(targets: dict[str, list]) -> None:
+    "Refuse, before anything is generated, inputs that would write the same output file (nothing is overwritten)."
+    clashes = {t: src for t, src in targets.items() if len(src) > 1}
+    if clashes:
+        shown = "; ".join(f"{t} <- {' + '.join(map(str, src))}" for t, src in list(clashes.items())[:5])
+        raise CLIError(f"{len(clashes)} output name(s) would be written twice ({shown}); rename or move those inputs")
+
+def _output_stems(files: list[Path], spec: str | None) -> list[Path]:
+    "Each output's name: the label's path below the --labels folder, without its suffix (subfolders are kept)."
+    root = Path(spec) if spec is not None and Path(spec).is_dir() else None
+    return [f.relative_to(root).with_suffix("") if root else Path(f.stem) for f in files]
+
 def _load_labels(files: list[Path], size: tuple[int, int]) -> np.ndarray:
     "Read label maps (CaDIS ids, checked) and resize them (nearest neighbour) to `size`, saying so once."
     out, resized = [], {}
@@ -111,8 +135,11 @@ def _load_labels(files: list[Path], size: tuple[int, int]) -> np.ndarray:
         out.append(lab)
     if resized:  # said even with --quiet: it changes what is generated
         frm = ", ".join(f"{n} from {h}x{w}" for (h, w), n in resized.items())
+        aspect = size[1] / size[0]
+        stretched = [f"{h}x{w}" for h, w in resized if abs(w / h / aspect - 1) > 0.05]
         print(f"note: resized {sum(resized.values())} label map(s) ({frm}) to the model's {size[0]}x{size[1]} "
-              "with nearest neighbour")
+              "with nearest neighbour" + (f"; the {', '.join(stretched)} ones are stretched (their aspect ratio "
+                                         f"differs from the model's {aspect:.2f})" if stretched else ""))
     return np.stack(out)
 
 def _load_model(spec: str):
@@ -125,6 +152,7 @@ def _sampling_args(args: argparse.Namespace) -> dict:
 
 def generate(model, labels: np.ndarray, args: argparse.Namespace, seed: int) -> np.ndarray:
     "Sample images (uint8 B×H×W×3) for CaDIS label maps with the options in `args`, in batches."
+    if args.batch_size < 1: raise CLIError(f"--batch-size must be at least 1, not {args.batch_size}")
     out = []
     lab = model.prepare_label(torch.from_numpy(labels.astype(np.int64)))
     g = torch.Generator().manual_seed(seed)
@@ -137,16 +165,22 @@ def generate(model, labels: np.ndarray, args: argparse.Namespace, seed: int) -> 
 def cmd_sample(args: argparse.Namespace) -> None:
     "Generate one image per label map."
     files = _label_files(args.labels)
+    stems = _output_stems(files, args.labels)
+    targets: dict[str, list] = {"contact_sheet.png": ["the contact sheet"]}
+    for f, s in zip(files, stems):
+        for name in (f"{s}.png", f"{s}_label.png"): targets.setdefault(name, []).append(f)
+    _refuse_clashes(targets)
     model = _load_model(args.model)
     labels = _load_labels(files, model.config.image_size)
     with atomic_output_dir(args.out) as tmp:
         images = generate(model, labels, args, args.seed)
-        for f, img, lab in zip(files, images, labels):
-            Image.fromarray(img).save(tmp / f"{f.stem}.png")
-            Image.fromarray(colorize(lab)).save(tmp / f"{f.stem}_label.png")
+        for s, img, lab in zip(stems, images, labels):
+            (tmp / s).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(tmp / f"{s}.png")
+            Image.fromarray(colorize(lab)).save(tmp / f"{s}_label.png")
         Image.fromarray(contact_sheet(list(images), list(labels), ncols=min(8, len(images)))).save(tmp / "contact_sheet.png")
     st = sampling_settings(model, **_sampling_args(args))
-    print(f"wrote {len(files)} images ({st['sampler']}, {st['steps']} steps, guidance {st['guidance']}, clip {st['clip']}) and "
+    print(f"wrote {len(images)} images ({st['sampler']}, {st['steps']} steps, guidance {st['guidance']}, clip {st['clip']}) and "
           f"{Path(args.out) / 'contact_sheet.png'}")
 
 # %% ../nbs/90_cli.ipynb #2d84f513
@@ -157,18 +191,26 @@ def cmd_make_dataset(args: argparse.Namespace) -> None:
     if args.per_label < 1: raise CLIError("--per-label must be at least 1")
     files = _label_files(args.labels)
     model = _load_model(args.model)
+    H, W = model.config.image_size
+    _refuse_if_too_big(args.per_label * H * W * 12, f"--per-label {args.per_label}")  # labels (int64) + images, at once
+    places, targets = [], {}
+    for i, f in enumerate(files):
+        m = _CADIS_NAME.match(f.stem)
+        video, frame = (int(m[1]), int(m[2]) // 10) if m else (1, i)
+        names = [frame_name(video, (frame * args.per_label + k) * 10) for k in range(args.per_label)]
+        places.append((video, names))
+        for n in names: targets.setdefault(f"{video_dir(video)}/Images/{n}", []).append(f)
+    _refuse_clashes(targets)
     labels = _load_labels(files, model.config.image_size)
     with atomic_output_dir(args.out) as tmp:
-        for i, (f, lab) in enumerate(zip(files, labels)):
-            m = _CADIS_NAME.match(f.stem)
-            video, frame = (int(m[1]), int(m[2]) // 10) if m else (1, i)
+        for i, ((video, names), lab) in enumerate(zip(places, labels)):
             imgs = generate(model, np.repeat(lab[None], args.per_label, 0), args, args.seed * 1_000_003 + i)
-            for k, img in enumerate(imgs):
-                name = frame_name(video, (frame * args.per_label + k) * 10)
+            for name, img in zip(names, imgs):
                 for sub, arr in (("Images", img), ("Labels", lab)):
                     d = tmp / video_dir(video) / sub; d.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(arr).save(d / name)
-    print(f"wrote {len(files) * args.per_label} generated pairs ({args.per_label} per label map) to {args.out} (CaDIS layout)")
+        written = len(list(tmp.glob("*/Images/*.png")))
+    print(f"wrote {written} generated pairs ({args.per_label} per label map) to {args.out} (CaDIS layout)")
 
 # %% ../nbs/90_cli.ipynb #1a51658c
 def cmd_train_baseline(args: argparse.Namespace) -> None:
@@ -321,14 +363,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except (CLIError, ValueError, FileNotFoundError, PermissionError, TrainingDiverged) as err:
         print(f"surgdiff {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"surgdiff {args.command}: interrupted; nothing was written", file=sys.stderr)
         return 130
-    return 0
+    return status or 0  # a command may return its own exit status (train: 130 after Ctrl-C)
 
 if __name__ == "__main__" and "__file__" in globals():  # `python -m surgdiff.cli` (and torchrun -m), not the notebook
     sys.exit(main())

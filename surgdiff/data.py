@@ -17,10 +17,10 @@ from torch.utils.data import Dataset
 
 # %% auto #0
 __all__ = ['CLASS_NAMES', 'NUM_CLASSES', 'IGNORE', 'PALETTE', 'GROUPINGS', 'GROUP_CLASS_NAMES', 'INSTRUMENTS',
-           'INSTRUMENT_WEIGHTS', 'SPLITS', 'LAYOUT_HELP', 'INSTRUMENT_IDS', 'num_classes', 'check_label_ids', 'remap',
-           'colorize', 'from_uint8', 'as_numpy', 'to_uint8', 'synthetic_scene', 'contact_sheet', 'video_dir',
-           'frame_name', 'write_synthetic_cadis', 'read_label', 'read_image', 'resize_pair', 'CaDISDataset',
-           'layout_statistics', 'compare_layouts']
+           'INSTRUMENT_WEIGHTS', 'SPLITS', 'LAYOUT_HELP', 'LOSSLESS_FORMATS', 'INSTRUMENT_IDS', 'num_classes',
+           'check_label_ids', 'remap', 'colorize', 'from_uint8', 'as_numpy', 'to_uint8', 'synthetic_scene',
+           'contact_sheet', 'video_dir', 'frame_name', 'write_synthetic_cadis', 'read_label', 'read_image',
+           'resize_pair', 'CaDISDataset', 'layout_statistics', 'compare_layouts']
 
 # %% ../nbs/00_data.ipynb #8a816bfa
 CLASS_NAMES: list[str] = [
@@ -416,14 +416,19 @@ def write_synthetic_cadis(root: str | Path, videos: Sequence[int] = tuple(range(
 # %% ../nbs/00_data.ipynb #3192897a
 _FRAME_RE = re.compile(r"^Video(\d+)_frame(\d+)\.png$")
 
+LOSSLESS_FORMATS = ("PNG", "BMP", "TIFF")  # label maps must come back with exactly the ids they were saved with
+
 def read_label(path: str | Path) -> np.ndarray:
     "Read a CaDIS label PNG as an H×W uint8 array of ids (grey, palette, or RGB/RGBA with equal channels)."
     path = Path(path)
     try:
         with Image.open(path) as im:
-            im.load(); mode = im.mode; arr = np.asarray(im)
+            im.load(); mode, fmt = im.mode, im.format; arr = np.asarray(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read label file {path}: {err}") from None
+    if fmt not in LOSSLESS_FORMATS:  # by content, not by name: JPEG bytes named .png are refused too
+        raise ValueError(f"label file {path} is {fmt}, a lossy format that invents classes at edges; "
+                         "save label maps as PNG")
     if mode in ("RGB", "RGBA", "LA"):
         ch = arr[..., :3] if mode != "LA" else arr[..., :1]
         if not (ch == ch[..., :1]).all():

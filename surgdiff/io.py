@@ -5,6 +5,7 @@
 # %% ../nbs/00a_io.ipynb #07db8c5b
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import asdict, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,9 +21,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 # %% auto #0
-__all__ = ['CheckpointError', 'atomic_dir', 'save_json', 'load_json', 'save_tensors', 'load_tensors', 'check_state_dict',
-           'save_model_folder', 'load_state', 'read_config', 'Config', 'save_training_state', 'load_training_state',
-           'latest_checkpoint']
+__all__ = ['FOLDER_KEYS', 'RESUME_SAFE', 'CheckpointError', 'atomic_dir', 'save_json', 'load_json', 'file_sha256', 'save_tensors',
+           'load_tensors', 'check_state_dict', 'save_model_folder', 'load_state', 'read_config', 'Config',
+           'save_training_state', 'load_training_state', 'checkpoint_sha256', 'last_good_checkpoint',
+           'diverged_message', 'resume_changes', 'record_resume', 'latest_checkpoint']
 
 # %% ../nbs/00a_io.ipynb #a5116aad
 class CheckpointError(ValueError):
@@ -40,11 +42,23 @@ def _atomic_write(path: Path, write) -> None:
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 @contextmanager
 def atomic_dir(final: str | Path, replace: bool = False):
     "Yield a temporary folder beside `final` that is renamed to `final` only if the block finishes (else removed)."
     final = Path(final); final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    for stale in final.parent.glob(".*.partial-*"):  # left by processes that were killed (SIGKILL): their pid is gone
+        pid = stale.name.rsplit(".partial-", 1)[1].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)): shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
     umask = os.umask(0); os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the finished folder gets the usual permissions
     try:
@@ -71,15 +85,28 @@ def load_json(path: str | Path) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON (truncated or corrupted?): {err}") from None
 
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    "Write a dict of tensors as safetensors, atomically (tensors are made contiguous and moved to the CPU)."
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+def file_sha256(path: str | Path) -> str:
+    "The SHA-256 of a file's bytes, as hex."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+    return h.hexdigest()
 
-def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    "Read a safetensors file; a missing, truncated or corrupted file raises `CheckpointError` naming it."
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
+    "Write a dict of tensors as safetensors, atomically (contiguous, on the CPU); returns the SHA-256 of the file."
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    digest = {}
+    def write(tmp):
+        save_file(tensors, tmp, metadata=metadata); digest["sha256"] = file_sha256(tmp)
+    _atomic_write(Path(path), write)
+    return digest["sha256"]
+
+def load_tensors(path: str | Path, device: str | torch.device = "cpu", sha256: str | None = None) -> dict[str, torch.Tensor]:
+    "Read a safetensors file; a missing, damaged, or (given `sha256`) altered file raises `CheckpointError` naming it."
     path = Path(path)
     if not path.is_file(): raise CheckpointError(f"missing file {path}")
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise CheckpointError(f"{path} does not match the SHA-256 recorded when it was saved (corrupted or replaced)")
     try:
         return load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
@@ -97,17 +124,19 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
                  f"{len(wrong)} with other shapes (e.g. {wrong[0]})" if wrong else ""]
         raise CheckpointError(f"weights in {source} do not match the model/config: " + "; ".join(p for p in parts if p))
 
+FOLDER_KEYS = ("kind", "weights_sha256")  # what a model folder's config.json holds besides the config's own fields
+
 def save_model_folder(folder: str | Path, model: torch.nn.Module, config: dict, kind: str,
                       weights_name: str = "model.safetensors") -> Path:
-    "Write `config.json` (with `kind`) and the model's weights into `folder`, each atomically."
+    "Write the model's weights and `config.json` (with `kind` and the weights' SHA-256) into `folder`, each atomically."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    save_tensors(folder / weights_name, model.state_dict())
-    save_json(folder / "config.json", {"kind": kind, **config})
+    sha = save_tensors(folder / weights_name, model.state_dict())
+    save_json(folder / "config.json", {**config, "kind": kind, "weights_sha256": sha})
     return folder
 
-def load_state(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    "Load safetensors weights from `path` into `model` after checking names and shapes."
-    state = load_tensors(path)
+def load_state(model: torch.nn.Module, path: str | Path, sha256: str | None = None) -> torch.nn.Module:
+    "Load safetensors weights from `path` into `model` after checking the file's SHA-256 (if given), names and shapes."
+    state = load_tensors(path, sha256=sha256)
     check_state_dict(model, state, path)
     model.load_state_dict(state)
     return model
@@ -117,6 +146,7 @@ def read_config(folder: str | Path, kind: str | None = None) -> dict:
     folder = Path(folder)
     if not folder.is_dir(): raise CheckpointError(f"model folder {folder} does not exist")
     cfg = load_json(folder / "config.json")
+    if not isinstance(cfg, dict): raise CheckpointError(f"{folder / 'config.json'} must hold a JSON object, not {type(cfg).__name__}")
     if kind is not None and cfg.get("kind") != kind:
         raise CheckpointError(f"{folder / 'config.json'} describes a {cfg.get('kind')!r}, not a {kind!r}")
     return cfg
@@ -133,10 +163,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
-        "Build from a dict; unknown fields are an error (a `kind` key, as in a model folder's config.json, is allowed)."
+        "Build from a dict; unknown fields are an error (the `FOLDER_KEYS` of a model folder's config.json are allowed)."
         if not isinstance(d, dict):
             raise ValueError(f"a {cls.__name__} must be a JSON object (a dict), not {type(d).__name__}")
-        d = {k: v for k, v in d.items() if k != "kind"}
+        d = {k: v for k, v in d.items() if k not in FOLDER_KEYS}
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown: raise ValueError(f"unknown {cls.__name__} fields: {unknown}")
         return cls(**d)
@@ -189,17 +219,18 @@ def save_training_state(run: str | Path, step: int, modules: dict[str, nn.Module
                         optimizers: dict[str, torch.optim.Optimizer], history: list, keep: int = 2) -> Path:
     "Write checkpoint `step` (`<name>.safetensors` per module and optimizer, `state.json`) atomically, point `latest.json` at it, prune all but the newest `keep`."
     run, names = Path(run), [*modules, *optimizers]
-    if len(set(names)) != len(names) or {"step", "history"} & set(names):
-        raise ValueError(f"module and optimizer names must be distinct and not 'step' or 'history': {names}")
+    if len(set(names)) != len(names) or {"step", "history", "sha256"} & set(names):
+        raise ValueError(f"module and optimizer names must be distinct and not 'step', 'history' or 'sha256': {names}")
     ckdir = run / "checkpoints"
     final = ckdir / f"step_{step:08d}"
     with atomic_dir(final, replace=True) as tmp:
-        for name, module in modules.items(): save_tensors(tmp / f"{name}.safetensors", module.state_dict())
+        sha = {f"{name}.safetensors": save_tensors(tmp / f"{name}.safetensors", module.state_dict())
+               for name, module in modules.items()}
         opt_meta = {}
         for name, opt in optimizers.items():
             opt_tensors, opt_meta[name] = _optimizer_tensors(opt)
-            save_tensors(tmp / f"{name}.safetensors", opt_tensors)
-        save_json(tmp / "state.json", {"step": step, "history": history, **opt_meta})
+            sha[f"{name}.safetensors"] = save_tensors(tmp / f"{name}.safetensors", opt_tensors)
+        save_json(tmp / "state.json", {"step": step, "history": history, "sha256": sha, **opt_meta})
     save_json(run / "latest.json", {"checkpoint": final.name, "step": step})
     for old in sorted(ckdir.glob("step_*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -210,16 +241,64 @@ def load_training_state(ck: str | Path, modules: dict[str, nn.Module],
     "Restore the named modules and optimizers from checkpoint folder `ck`; returns its `state.json`."
     ck = Path(ck)
     state = load_json(ck / "state.json")
-    for name, module in modules.items(): load_state(module, ck / f"{name}.safetensors")
+    sha = state.get("sha256", {})  # checkpoints written before hashes were recorded have none
+    for name, module in modules.items(): load_state(module, ck / f"{name}.safetensors", sha.get(f"{name}.safetensors"))
     for name, opt in (optimizers or {}).items():
         if name not in state: raise CheckpointError(f"{ck / 'state.json'} has no state for optimizer {name!r}")
-        opt.load_state_dict(_optimizer_state(load_tensors(ck / f"{name}.safetensors"), state[name]))
+        tensors = load_tensors(ck / f"{name}.safetensors", sha256=sha.get(f"{name}.safetensors"))
+        opt.load_state_dict(_optimizer_state(tensors, state[name]))
     return state
+
+def checkpoint_sha256(ck: str | Path, file: str) -> str | None:
+    "The SHA-256 that checkpoint `ck`'s state.json recorded for `file` (None for checkpoints without hashes)."
+    return load_json(Path(ck) / "state.json").get("sha256", {}).get(file)
+
+def last_good_checkpoint(run: str | Path) -> Path | None:
+    "The latest checkpoint of `run` if every file matches the SHA-256 its state.json recorded, else None."
+    try:
+        ck = latest_checkpoint(run)
+        sha = load_json(ck / "state.json").get("sha256", {})
+    except CheckpointError:
+        return None
+    ok = all((ck / f).is_file() and file_sha256(ck / f) == s for f, s in sha.items())
+    return ck if ok else None
+
+def diverged_message(run: str | Path, what: str, step: int) -> str:
+    "The one message both trainers give when the loss stops being finite."
+    ck = last_good_checkpoint(run)
+    where = f"the last good checkpoint is {ck} (its SHA-256 verified)" if ck else "no checkpoint that passes its SHA-256 check exists"
+    return f"{what} at step {step}; training stopped and {where}"
+
+#: Fields of a training config that may change when a run is resumed: they say how long and how verbosely to go on,
+#: not what is trained. Anything else (data, model, seed, batch size, learning rate, ...) would make another run.
+RESUME_SAFE = ("steps", "out", "num_threads", "log_every", "sample_every", "sample_steps", "checkpoint_every",
+               "keep_checkpoints")
+
+def resume_changes(run: str | Path, config: dict, safe: Sequence[str] = RESUME_SAFE) -> dict[str, list]:
+    "`{field: [recorded, new]}` for a resumed run; a change outside `safe` is refused, naming the fields."
+    recorded = load_json(Path(run) / "config.json")
+    new = json.loads(json.dumps(config))  # tuples -> lists, as recorded
+    if not isinstance(recorded, dict): raise CheckpointError(f"{Path(run) / 'config.json'} must hold a JSON object")
+    changes = {k: [recorded.get(k), new.get(k)] for k in sorted(set(recorded) | set(new)) if recorded.get(k) != new.get(k)}
+    unsafe = [k for k in changes if k not in safe]
+    if unsafe:
+        shown = ", ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in unsafe[:6])
+        raise CheckpointError(f"{run} was trained with other settings ({shown}); resume it with the recorded ones, or "
+                              f"start a new run folder (only {', '.join(safe)} may change on resume)")
+    return changes
+
+def record_resume(run: str | Path, step: int, changes: dict[str, list]) -> None:
+    "Append the safe changes of a resume to `resumes.json`; `config.json` keeps what the run started with."
+    path = Path(run) / "resumes.json"
+    history = load_json(path) if path.exists() else []
+    save_json(path, [*history, {"step": step, "changes": changes}])
 
 def latest_checkpoint(run: str | Path) -> Path:
     "The folder `latest.json` points at, checked to exist."
     run = Path(run)
     info = load_json(run / "latest.json")
+    if not (isinstance(info, dict) and isinstance(info.get("checkpoint"), str) and info["checkpoint"].startswith("step_")):
+        raise CheckpointError(f"{run / 'latest.json'} does not name a checkpoint folder (damaged?): {str(info)[:80]}")
     ck = run / "checkpoints" / info["checkpoint"]
     if not ck.is_dir(): raise CheckpointError(f"{run / 'latest.json'} points at {ck}, which does not exist")
     return ck

@@ -19,7 +19,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from scipy import linalg
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -44,6 +43,7 @@ def psnr(fake, real, cap: float | None = None) -> np.ndarray:
     """Per-image PSNR (dB) of `fake` against `real` (skimage, uint8 RGB, data_range=255).
 
     Identical images give +inf, unless `cap` is given: then min(PSNR, cap)."""
+    from skimage.metrics import peak_signal_noise_ratio  # here, not at the top: it pulls in scipy.stats (0.4 s of every CLI start)
     a, b = _pairs(fake, real)
     with np.errstate(divide="ignore"):
         v = np.array([peak_signal_noise_ratio(r, f, data_range=255) for f, r in zip(a, b)], dtype=np.float64)
@@ -53,6 +53,7 @@ def ssim(fake, real, gaussian_weights: bool = False) -> np.ndarray:
     """Per-image SSIM of `fake` against `real` (skimage, uint8 RGB, data_range=255, channel_axis=-1).
 
     Default window: skimage's 7×7 uniform; `gaussian_weights=True`: Wang et al.'s σ=1.5 Gaussian."""
+    from skimage.metrics import structural_similarity  # (see psnr)
     a, b = _pairs(fake, real)
     if min(a.shape[1:3]) < 7: raise ValueError(f"SSIM needs images of at least 7×7 pixels, got {a.shape[1:3]}")
     kw = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False) if gaussian_weights else {}

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,8 +19,9 @@ from .diffusion import Denoiser, NoiseSchedule, Trajectory, expand
 # %% auto #0
 __all__ = ['SPACINGS', 'LEVEL_SPACINGS', 'NULL_LABEL', 'SAMPLERS', 'DEFAULT_SCHEDULE', 'THESIS_STEPS', 'SAMPLE_DEFAULTS',
            'timesteps', 'step_levels', 'prediction_coefficients', 'predict_x0_eps_f64', 'ddim_sigma', 'ddim_step',
-           'dpmpp_2m_coefficients', 'dpmpp_2m_step', 'null_label_like', 'drop_labels', 'guided_model',
-           'sampling_settings', 'sample', 'dpmpp_2m', 'gaussian_ode_solution', 'ddim_invert']
+           'dpmpp_2m_coefficients', 'dpmpp_2m_step', 'null_label_like', 'drop_labels', 'guided_model', 'Sampler',
+           'register_sampler', 'DDIM', 'DDPM', 'DPMSolverPP2M', 'sampling_settings', 'sample', 'dpmpp_2m',
+           'gaussian_ode_solution', 'ddim_invert']
 
 # %% ../nbs/05_ddim.ipynb #1a78a9d6
 SPACINGS = ("leading", "trailing", "linspace")
@@ -177,8 +179,53 @@ def guided_model(model: Denoiser, guidance: float, null_label: Tensor | None = N
         return torch.lerp(uncond, cond, guidance)
     return guided
 
+# %% ../nbs/05_ddim.ipynb #4aa5b438
+class Sampler:
+    "One step rule of `sample`'s loop: `step(x_t, model_output, alpha_bar, alpha_bar_prev) -> (x_prev, x0_pred)`."
+    name: str = ""          # the name `sample(sampler=...)`, the CLI and the explorers use
+    uses_eta: bool = False  # whether `eta` means something to this sampler (else it must be 0)
+
+    def __init__(self, prediction: str = "eps", clip: float | None = None, eta: float = 0.0,
+                 randn: Callable[[], Tensor] | None = None):
+        self.prediction, self.clip, self.eta, self.randn = prediction, clip, eta, randn
+
+    def step(self, x_t: Tensor, model_output: Tensor, alpha_bar: float, alpha_bar_prev: float) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+SAMPLERS: dict[str, type[Sampler]] = {}  # name -> class, filled by `register_sampler`
+
+def register_sampler(cls: type[Sampler]) -> type[Sampler]:
+    "Class decorator: make `cls` available to `sample`, the CLI and the explorers under `cls.name`."
+    if not cls.name or cls.name in SAMPLERS: raise ValueError(f"a sampler needs a new, non-empty name, not {cls.name!r}")
+    SAMPLERS[cls.name] = cls
+    return cls
+
+@register_sampler
+class DDIM(Sampler):
+    "DDIM (η = `eta`; fresh noise from `randn` when η > 0)."
+    name, uses_eta = "ddim", True
+    def step(self, x_t, model_output, alpha_bar, alpha_bar_prev):
+        noise = self.randn() if self.eta > 0 and alpha_bar_prev < 1 else None
+        return ddim_step(x_t, model_output, alpha_bar, alpha_bar_prev, self.eta, noise, self.prediction, self.clip)
+
+@register_sampler
+class DDPM(DDIM):
+    "The DDPM posterior between the chosen levels: DDIM with η = 1."
+    name, uses_eta = "ddpm", False
+    def __init__(self, prediction="eps", clip=None, eta=0.0, randn=None):
+        super().__init__(prediction, clip, 1.0, randn)
+
+@register_sampler
+class DPMSolverPP2M(Sampler):
+    "DPM-Solver++(2M): deterministic, second order, remembering the previous step's x̂0."
+    name = "dpmpp_2m"
+    history: tuple[Tensor, float] | None = None
+    def step(self, x_t, model_output, alpha_bar, alpha_bar_prev):
+        x_prev, x0 = dpmpp_2m_step(x_t, model_output, alpha_bar, alpha_bar_prev, self.history, self.prediction, self.clip)
+        self.history = (x0, alpha_bar)
+        return x_prev, x0
+
 # %% ../nbs/05_ddim.ipynb #a0223d4a
-SAMPLERS = ("ddim", "ddpm", "dpmpp_2m")
 DEFAULT_SCHEDULE = "linear-2000"
 
 def _schedule_of(model, schedule: NoiseSchedule | str | None) -> NoiseSchedule:
@@ -201,6 +248,8 @@ def _randn(shape, generator: torch.Generator | None, device, dtype) -> Tensor:
 def _prepare_label(label: Tensor | None, device) -> Tensor | None:
     if label is None: return None
     label = torch.as_tensor(label)
+    if label.dtype.is_floating_point or label.dtype.is_complex or label.dtype == torch.bool:
+        raise ValueError(f"label must hold integer class ids, not {label.dtype} (a float map would be truncated)")
     if label.ndim == 2: label = label[None]
     if label.ndim != 3: raise ValueError(f"label must be a (B, H, W) map of class ids, got shape {tuple(label.shape)}")
     return label.to(device=device, dtype=torch.long)
@@ -217,7 +266,12 @@ def sampling_settings(model, **overrides) -> dict:
     if unknown: raise ValueError(f"unknown sampling settings {sorted(unknown)}; known: {sorted(SAMPLE_DEFAULTS)}")
     out = {**SAMPLE_DEFAULTS, **(getattr(model, "sampling", None) or {})}
     out.update({k: v for k, v in overrides.items() if v is not None})
-    if out["clip"] is not None and (not math.isfinite(out["clip"]) or out["clip"] <= 0): out["clip"] = None  # 0/inf: off
+    for name in ("eta", "guidance", "clip"):  # NaN would silently give black or unchanged images
+        if out[name] is not None and (isinstance(out[name], bool) or not isinstance(out[name], (int, float))
+                                      or math.isnan(out[name])):
+            raise ValueError(f"{name} must be a number, not {out[name]!r}")
+    if not 0 <= out["eta"] <= 1: raise ValueError(f"eta must be between 0 (deterministic) and 1 (DDPM-like), not {out['eta']}")
+    if out["clip"] is not None and (math.isinf(out["clip"]) or out["clip"] <= 0): out["clip"] = None  # 0 or inf: off
     return out
 
 def sample(
@@ -243,15 +297,18 @@ def sample(
     "Sample images for `label` with `steps` network calls; settings left at None come from `sampling_settings`."
     st = sampling_settings(model, sampler=sampler, steps=steps, eta=eta, spacing=spacing, guidance=guidance, clip=clip)
     sampler, steps, eta, spacing, guidance, clip = (st[k] for k in ("sampler", "steps", "eta", "spacing", "guidance", "clip"))
-    if sampler not in SAMPLERS: raise ValueError(f"sampler must be one of {SAMPLERS}, not {sampler!r}")
-    if sampler != "ddim" and eta != 0:
-        raise ValueError(f"eta={eta} only applies to sampler='ddim' ('ddpm' is η=1, 'dpmpp_2m' is deterministic)")
+    if sampler not in SAMPLERS: raise ValueError(f"sampler must be one of {list(SAMPLERS)}, not {sampler!r}")
+    if not SAMPLERS[sampler].uses_eta and eta != 0:
+        raise ValueError(f"eta={eta} only applies to {[n for n, c in SAMPLERS.items() if c.uses_eta]} "
+                         "('ddpm' is η=1, 'dpmpp_2m' is deterministic)")
     if not math.isfinite(guidance): raise ValueError(f"guidance must be a finite number, not {guidance!r}")
     schedule = _schedule_of(model, schedule)
     prediction = prediction or getattr(model, "prediction", None) or "eps"
     t_seq, ab_seq, ab_prev_seq = step_levels(schedule, steps, spacing)   # validates steps and spacing
     device = torch.device(device) if device is not None else (
         x_T.device if x_T is not None else _model_device(model) or (label.device if isinstance(label, Tensor) else torch.device("cpu")))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but this torch ({torch.__version__}) sees no CUDA device")
     label = _prepare_label(label, device)
     if shape is None:
         if x_T is not None: shape = tuple(x_T.shape)
@@ -265,19 +322,14 @@ def sample(
     level_dtype = torch.promote_types(dtype, torch.float32)   # ᾱ near 1 needs more than bf16/fp16 digits
     net = model if guidance == 1 else guided_model(model, guidance, null_label)
     x = _randn(shape, generator, device, dtype) if x_T is None else x_T.to(device=device, dtype=dtype)
-    eta = 1.0 if sampler == "ddpm" else eta
-    traj, history = Trajectory(), None
+    stepper = SAMPLERS[sampler](prediction, clip, eta, lambda: _randn(shape, generator, device, dtype))
+    traj = Trajectory()
     ab_seq, ab_prev_seq = ab_seq.tolist(), ab_prev_seq.tolist()
     with torch.no_grad():
         for i in tqdm(range(steps), desc=sampler, disable=not progress, leave=False):
             ab, ab_prev = ab_seq[i], ab_prev_seq[i]
             out = net(x, torch.full((shape[0],), ab, device=device, dtype=level_dtype), label)
-            if sampler == "dpmpp_2m":
-                x_next, x0 = dpmpp_2m_step(x, out, ab, ab_prev, history, prediction, clip)
-                history = (x0, ab)
-            else:
-                noise = _randn(shape, generator, device, dtype) if eta > 0 and ab_prev < 1 else None
-                x_next, x0 = ddim_step(x, out, ab, ab_prev, eta, noise, prediction, clip)
+            x_next, x0 = stepper.step(x, out, ab, ab_prev)
             if return_trajectory: traj.add(int(t_seq[i]), ab, x, x0)
             x = x_next
     return (x, traj) if return_trajectory else x

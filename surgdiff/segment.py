@@ -312,7 +312,7 @@ def load_segmenter(name_or_path: str | Path = "synthetic64", device: str | torch
         config = SegmenterConfig.from_dict(cfg)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{folder / 'config.json'} is not a valid segmenter config: {err}") from None
-    return load_state(Segmenter(config), folder / "model.safetensors").eval().to(device)
+    return load_state(Segmenter(config), folder / "model.safetensors", cfg.get("weights_sha256")).eval().to(device)
 
 @lru_cache(maxsize=1)
 def _default_segmenter() -> Segmenter:

@@ -274,7 +274,7 @@ class DenoisingExplorer(W.VBox):
                  scale: int = 3):
         self.model, self.label, self.clip, self.scale = model, label, clip, scale
         T = model.schedule.T
-        self.sampler = W.Dropdown(options=SAMPLERS, value=sampler, description="sampler")
+        self.sampler = W.Dropdown(options=list(SAMPLERS), value=sampler, description="sampler")
         self.steps = W.BoundedIntText(value=steps, min=1, max=T, description="steps")
         self.steps_preset = W.ToggleButtons(options=[str(s) for s in THESIS_STEPS], value=None,
                                             description="thesis", style={"button_width": "48px"})

@@ -18,17 +18,17 @@ import torch
 from surgdiff.baselines import baseline_config, run_history, train_baseline
 from surgdiff.cli import bundled_labels
 from surgdiff.data import read_label
-from surgdiff.metrics import to_uint8
+from surgdiff.data import to_uint8
 from surgdiff.samplers import sample
 from surgdiff.train import TrainConfig, load_pretrained, train
 
 TIMING = {"images_per_s", "steps_per_s"}  # history entries that measure the machine, not the model
 GOLDEN = Path(__file__).parent / "golden"
-SAMPLE_CASES = {  # explicit settings, so that changing the model's recommended defaults does not move the goldens
-    "ddim10": dict(sampler="ddim", steps=10, guidance=1.5, clip=1.0),
+SAMPLE_CASES = {  # every setting explicit, so that changing the model's recommended defaults does not move the goldens
+    "ddim10": dict(sampler="ddim", steps=10, spacing="trailing", guidance=1.5, clip=1.0),
     "dpmpp8": dict(sampler="dpmpp_2m", steps=8, spacing="logsnr", guidance=1.5, clip=1.0),
-    "ddpm6": dict(sampler="ddpm", steps=6, guidance=1.0, clip=None),
-    "ddim5_eta": dict(sampler="ddim", steps=5, eta=0.7, guidance=2.0, clip=1.0),
+    "ddpm6": dict(sampler="ddpm", steps=6, spacing="trailing", guidance=1.0, clip=1.0),
+    "ddim5_eta": dict(sampler="ddim", steps=5, eta=0.7, spacing="trailing", guidance=2.0, clip=1.0),
 }
 MICRO = dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=[], mid_attention=False,
              norm_groups=8, dropout=0.1, spade_hidden=16)

@@ -1,0 +1,289 @@
+"""Careless and hostile input (issue #13): every hole gets one clean error naming the file or option, or the right
+behaviour, and nothing is lost. Each test reproduces a hole that existed before it was closed."""
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from surgdiff.cli import main
+from surgdiff.data import read_label, remap, synthetic_scene
+from surgdiff.samplers import sample, sampling_settings
+from surgdiff.train import load_pretrained
+
+
+@pytest.fixture(scope="module")
+def demo():
+    torch.set_num_threads(1)
+    return load_pretrained("demo")
+
+
+@pytest.fixture(scope="module")
+def label():
+    return synthetic_scene(7, (64, 112))[1]
+
+
+@pytest.mark.parametrize("option", ["eta", "clip", "guidance"])
+def test_nan_sampling_options_are_refused(option):
+    with pytest.raises(ValueError, match=option):
+        sampling_settings(None, **{option: float("nan")})
+
+
+def test_eta_is_bounded():
+    with pytest.raises(ValueError, match="eta must be between 0"):
+        sampling_settings(None, eta=3.0)
+    assert sampling_settings(None, clip=float("inf"))["clip"] is None  # inf and 0 still mean "no clipping"
+
+
+@pytest.mark.parametrize("flags", [["--eta", "nan"], ["--clip", "nan"], ["--eta", "5"]])
+def test_cli_refuses_nan_and_out_of_range_options(flags, tmp_path, capsys):
+    assert main(["sample", "--sampler", "ddim", *flags, "--steps", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert flags[0][2:] in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_jpeg_label_maps_are_refused_by_content(label, tmp_path, capsys):
+    buf = io.BytesIO()
+    Image.fromarray(label).save(buf, format="JPEG", quality=95)
+    (tmp_path / "labels").mkdir()
+    fake_png = tmp_path / "labels" / "frame.png"  # JPEG bytes with a PNG name
+    fake_png.write_bytes(buf.getvalue())
+    with pytest.raises(ValueError, match="JPEG.*PNG"):
+        read_label(fake_png)
+    assert main(["sample", "--labels", str(tmp_path / "labels"), "--steps", "2", "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    assert "frame.png" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("bad", [np.full((64, 112), 4.7), np.ones((64, 112), bool)])
+def test_sample_refuses_float_and_bool_label_maps(demo, bad):
+    with pytest.raises(ValueError, match="integer class ids"):
+        sample(demo, torch.from_numpy(bad), steps=1, progress=False)
+
+
+def test_remap_keeps_ignore_and_refuses_negative_ids():
+    assert remap(torch.tensor([255, 8, 35]), "exp1").tolist() == [255, 7, 7]
+    assert remap(np.array([255, 25]), "exp3").tolist() == [255, 255]
+    with pytest.raises(ValueError, match=r"\[-1\]"):
+        remap(torch.tensor([-1, 3]), "exp1")  # used to wrap around to the last entry (7)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the check is for machines without CUDA")
+def test_cuda_device_without_cuda_is_one_clear_error(demo, label):
+    with pytest.raises(ValueError, match="no CUDA device"):
+        sample(demo, torch.from_numpy(label.astype(np.int64)), steps=1, device="cuda", progress=False)
+
+
+MICRO = dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=[], mid_attention=False,
+             norm_groups=8, dropout=0.1, spade_hidden=16)
+
+
+def micro_run(out, **kw):
+    from surgdiff.train import TrainConfig, train
+    cfg = TrainConfig(**{**dict(model=MICRO, image_size=(16, 16), synthetic_scenes=8, steps=4, batch_size=2, lr=1e-3,
+                                warmup_steps=1, log_every=1, sample_every=0, checkpoint_every=2, num_threads=1,
+                                bf16=False, out=str(out)), **kw})
+    return train(cfg, progress=False)
+
+
+def flip_one_bit(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10  # in the middle of the tensor data: the header still parses
+    path.write_bytes(bytes(data))
+
+
+def test_bit_flipped_weights_are_refused_by_their_sha256(tmp_path):
+    from surgdiff.io import CheckpointError, latest_checkpoint, read_config
+    from surgdiff.train import export_model
+    micro_run(tmp_path / "run")
+    folder = export_model(tmp_path / "run", tmp_path / "model")
+    assert len(read_config(folder)["weights_sha256"]) == 64
+    load_pretrained(folder)  # intact: loads
+    flip_one_bit(folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match="model.safetensors does not match the SHA-256"):
+        load_pretrained(folder)
+    flip_one_bit(latest_checkpoint(tmp_path / "run") / "ema.safetensors")
+    with pytest.raises(CheckpointError, match="ema.safetensors does not match the SHA-256"):
+        load_pretrained(tmp_path / "run")
+
+
+def test_nan_stop_calls_a_checkpoint_good_only_if_its_hashes_verify(tmp_path, monkeypatch):
+    import surgdiff.train as T
+    from surgdiff.io import latest_checkpoint
+    from surgdiff.train import TrainingDiverged
+    real = T.diffusion_loss
+
+    def poison(run, damage):
+        calls = {"n": 0}
+        def loss(*a, **k):
+            calls["n"] += 1
+            if calls["n"] < 4: return real(*a, **k)  # steps 0-2 fine; step_00000002 is written after step 1
+            if damage: flip_one_bit(latest_checkpoint(run) / "model.safetensors")  # damaged on disk meanwhile
+            return real(*a, **k) * float("nan")
+        monkeypatch.setattr(T, "diffusion_loss", loss)
+
+    poison(tmp_path / "ok", damage=False)
+    with pytest.raises(TrainingDiverged, match=r"step_00000002 \(its SHA-256 verified\)"):
+        micro_run(tmp_path / "ok", steps=6)
+    poison(tmp_path / "bad", damage=True)
+    with pytest.raises(TrainingDiverged, match="no checkpoint that passes its SHA-256 check"):
+        micro_run(tmp_path / "bad", steps=6)
+
+
+def write_label(path, label):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(label).save(path)
+
+
+def test_same_stem_in_two_subfolders_gives_two_outputs(label, tmp_path):
+    write_label(tmp_path / "L" / "a" / "x.png", label)
+    write_label(tmp_path / "L" / "b" / "x.png", label)
+    assert main(["sample", "--labels", str(tmp_path / "L"), "--steps", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert sorted(str(p.relative_to(tmp_path / "o")) for p in (tmp_path / "o").rglob("*.png")) == \
+        ["a/x.png", "a/x_label.png", "b/x.png", "b/x_label.png", "contact_sheet.png"]
+
+
+@pytest.mark.parametrize("names", [["foo.png", "foo_label.png"], ["contact_sheet.png"]])
+def test_output_name_clashes_are_refused_before_anything_is_written(names, label, tmp_path, capsys):
+    for n in names: write_label(tmp_path / "L" / n, label)
+    assert main(["sample", "--labels", str(tmp_path / "L"), "--steps", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "written twice" in err and names[-1] in err and not (tmp_path / "o").exists()
+
+
+def test_make_dataset_refuses_frames_that_map_to_the_same_output(label, tmp_path, capsys):
+    for n in ["Video1_frame000000.png", "Video1_frame000005.png"]: write_label(tmp_path / "L" / n, label)
+    assert main(["make-dataset", "--labels", str(tmp_path / "L"), "--steps", "2", "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Video1_frame000005.png" in err and not (tmp_path / "o").exists()
+
+
+def test_make_dataset_count_is_the_files_on_disk(label, tmp_path, capsys):
+    for n in ["Video1_frame000000.png", "Video1_frame000010.png"]: write_label(tmp_path / "L" / n, label)
+    assert main(["make-dataset", "--labels", str(tmp_path / "L"), "--per-label", "2", "--steps", "2",
+                 "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert "wrote 4 generated pairs" in capsys.readouterr().out
+    assert len(list((tmp_path / "o").glob("*/Images/*.png"))) == 4 == len(list((tmp_path / "o").glob("*/Labels/*.png")))
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["synth", "{out}", "--size", "100000x100000", "--frames", "1"], "GiB"),
+    (["synth", "{out}", "--frames", "0"], "--frames must be at least 1"),
+    (["make-dataset", "--out", "{out}", "--per-label", "100000000"], "GiB"),
+])
+def test_huge_or_empty_jobs_are_one_line_errors(argv, words, tmp_path, capsys):
+    assert main([a.format(out=tmp_path / "o") for a in argv] + ["--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_refused_resume_leaves_the_run_untouched(tmp_path, capsys):
+    run = tmp_path / "run"
+    micro_run(run)
+    before = {p: p.read_bytes() for p in [run / "config.json", run / "model" / "config.json"]}
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text((run / "config.json").read_text())
+    for flags, field in [(["--cond", "spade"], "cond"), (["--batch-size", "4"], "batch_size"), (["--seed", "3"], "seed")]:
+        assert main(["train", "--config", str(cfg_file), "--out", str(run), "--resume", *flags, "--quiet"]) == 2
+        assert field in capsys.readouterr().err
+        assert all(p.read_bytes() == b for p, b in before.items())  # nothing rewritten
+    assert main(["sample", "--model", str(run), "--steps", "2", "--out", str(tmp_path / "s"), "--quiet"]) == 0
+
+
+def test_safe_changes_on_resume_are_recorded_beside_the_original_config(tmp_path):
+    import json
+    run = tmp_path / "run"
+    micro_run(run)
+    original = (run / "config.json").read_bytes()
+    from surgdiff.train import TrainConfig, train
+    cfg = TrainConfig.load(run / "config.json")
+    train(TrainConfig.from_dict({**cfg.to_dict(), "steps": 6, "log_every": 2}), resume=True, progress=False)
+    assert (run / "config.json").read_bytes() == original
+    assert json.loads((run / "resumes.json").read_text()) == [
+        {"step": 4, "changes": {"log_every": [1, 2], "steps": [4, 6]}}]
+
+
+def test_a_failed_train_leaves_no_run_folder(tmp_path):
+    from surgdiff.train import TrainConfig, train
+    (tmp_path / "empty_cadis").mkdir()
+    cfg = TrainConfig(model=MICRO, data=str(tmp_path / "empty_cadis"), image_size=(16, 16), steps=2, batch_size=2,
+                      out=str(tmp_path / "run"), num_threads=1)
+    with pytest.raises(FileNotFoundError):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text", ["{}", "[]", '{"checkpoint": 7}'])
+def test_damaged_latest_json_is_one_clear_error(tmp_path, text):
+    from surgdiff.io import CheckpointError
+    micro_run(tmp_path / "run")
+    (tmp_path / "run" / "latest.json").write_text(text)
+    with pytest.raises(CheckpointError, match="latest.json does not name a checkpoint"):
+        load_pretrained(tmp_path / "run")
+
+
+def test_model_config_that_is_not_an_object_is_one_clear_error(tmp_path):
+    from surgdiff.io import CheckpointError
+    from surgdiff.train import export_model
+    micro_run(tmp_path / "run")
+    folder = export_model(tmp_path / "run", tmp_path / "m")
+    (folder / "config.json").write_text("[]")
+    with pytest.raises(CheckpointError, match="must hold a JSON object"):
+        load_pretrained(folder)
+
+
+def test_train_config_with_a_string_for_a_number_names_the_field(tmp_path, capsys):
+    import json
+    (tmp_path / "cfg.json").write_text(json.dumps({"steps": "ten"}))
+    assert main(["train", "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "steps must be an integer" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_sample_batch_size_zero_and_read_only_out(tmp_path, capsys, monkeypatch):
+    import surgdiff.cli as cli
+    assert main(["sample", "--batch-size", "0", "--steps", "1", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
+    ro = tmp_path / "ro"
+    ro.mkdir(); ro.chmod(0o555)
+    real_access = cli.os.access  # as root every folder is writable, so say what a normal user would be told
+    monkeypatch.setattr(cli.os, "access", lambda p, mode: False if Path(p) == ro else real_access(p, mode))
+    assert main(["sample", "--steps", "1", "--out", str(ro), "--quiet"]) == 2
+    assert "not writable" in capsys.readouterr().err and ro.stat().st_mode & 0o777 == 0o555 and ro.is_dir()
+
+
+def test_stretching_resize_is_said(tmp_path, capsys, label):
+    write_label(tmp_path / "L" / "square.png", np.asarray(Image.fromarray(label).resize((64, 64), Image.NEAREST)))
+    assert main(["sample", "--labels", str(tmp_path / "L"), "--steps", "1", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert "stretched" in capsys.readouterr().out
+
+
+def test_killed_partial_outputs_are_cleaned_up_by_the_next_run(tmp_path):
+    from surgdiff.io import atomic_dir
+    dead = tmp_path / ".out.partial-999999999-abc"   # a pid that cannot be alive
+    dead.mkdir()
+    with atomic_dir(tmp_path / "out") as tmp: (tmp / "a").write_text("x")
+    assert not dead.exists() and (tmp_path / "out" / "a").exists()
+    assert (tmp_path / "out").stat().st_mode & 0o777 != 0o700  # the usual permissions, not mkdtemp's 0700
+
+
+def test_ctrl_c_in_cli_training_exits_130_after_saving(tmp_path):
+    import json, signal, subprocess, sys, time
+    from surgdiff.train import TrainConfig
+    run = tmp_path / "run"
+    cfg = TrainConfig(model=MICRO, image_size=(16, 16), synthetic_scenes=8, steps=100_000, batch_size=2,
+                      log_every=1000, sample_every=0, checkpoint_every=100_000, num_threads=1, bf16=False, out=str(run))
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
+    proc = subprocess.Popen([sys.executable, "-m", "surgdiff.cli", "train", "--config", str(tmp_path / "cfg.json"),
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):  # the run folder is written just before the first step
+        if (run / "config.json").exists(): break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in out and (run / "latest.json").exists()
