@@ -24,7 +24,7 @@ from .io import (CheckpointError, Config, checkpoint_sha256, diverged_message, l
                          load_state, load_tensors, load_training_state, read_config, record_resume, resume_changes,
                          save_json, save_model_folder, save_training_state)
 from .train import (StopOnInterrupt, TrainConfig, TrainingDiverged, batch_indices, build_dataset,
-                            preview_labels, step_seed)
+                            preview_labels, step_seed, torch_threads)
 
 # %% auto #0
 __all__ = ['BASELINES', 'KIND_PREFIX', 'BASELINE_PRESETS', 'BASELINE_MODELS', 'BaselineConfig', 'baseline_config',
@@ -592,10 +592,18 @@ def _write_monitor(run: Path, history: list, gen: BaselineGenerator, previews: T
     Image.fromarray(contact_sheet(list(imgs), list(previews.cpu().numpy().astype(np.uint8)), ncols=len(imgs))).save(
         run / "samples" / f"step_{step:08d}.png")
 
-def train_baseline(cfg: BaselineConfig, resume: bool = False, progress: bool = True, dataset=None) -> Path:
-    "Train the GAN baseline `cfg.name` as `cfg` says; returns the run folder (see the notebook for its contents)."
+def train_baseline(
+    cfg: BaselineConfig,  # the run: which GAN, data, networks, optimisation, and `out`, the run folder
+    resume: bool = False,  # continue the run in `cfg.out` from its latest checkpoint
+    progress: bool = True,  # a progress bar
+    dataset=None,  # an indexable of (image, label) pairs to train on instead of the one `cfg` describes
+) -> Path:  # the run folder (config.json, checkpoints/, latest.json, and loss.png / samples/ if sample_every)
+    "Train the GAN baseline `cfg.name` as `cfg` says; torch's thread count is restored after."
+    with torch_threads(cfg.num_threads):
+        return _train_baseline(cfg, resume, progress, dataset)
+
+def _train_baseline(cfg: BaselineConfig, resume: bool, progress: bool, dataset) -> Path:
     from tqdm.auto import tqdm
-    if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     run = Path(cfg.out)
     if not resume and (run / "latest.json").exists():
         raise CheckpointError(f"run folder {run} already has checkpoints; resume it (resume=True, or --resume on the "

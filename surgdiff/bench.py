@@ -25,7 +25,7 @@ from .metrics import (PROTOCOL, default_extractor, diversity, fid_from_features,
 from .segment import (HELDOUT_SEED_OFFSET, SegmenterConfig, label_consistency, synthetic_pairs,
                               train_segmenter)
 from .samplers import THESIS_STEPS, sample, sampling_settings
-from .baselines import load_baseline
+from .baselines import BASELINES, KIND_PREFIX, load_baseline
 from .io import load_json, save_json
 from .train import load_pretrained
 
@@ -122,7 +122,7 @@ def load_generator(spec: str, steps: int | None = None, sampler: str | None = No
     path = Path(spec)
     cfg_file = path / "config.json"
     cfg = load_json(cfg_file) if spec != "demo" and cfg_file.is_file() else {}
-    if str(cfg.get("kind", "")).startswith("surgdiff-baseline-") or cfg.get("name") in ("pix2pix", "spade", "cyclegan"):
+    if str(cfg.get("kind", "")).startswith(KIND_PREFIX) or cfg.get("name") in BASELINES:
         return BaselineGeneratorAdapter(load_baseline(path))
     if spec != "demo" and not path.exists(): raise FileNotFoundError(f"no model folder {spec}")
     return DiffusionGenerator(load_pretrained(spec), steps, sampler, eta, guidance, clip, batch_size)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from . import bench
-from .baselines import BaselineConfig, baseline_config, train_baseline
+from .baselines import BASELINES, BaselineConfig, baseline_config, train_baseline
 from .io import atomic_dir, load_json
 from .train import ASSETS, TRAIN_PRESETS, TrainConfig, TrainingDiverged, load_pretrained, train
 from .samplers import LEVEL_SPACINGS, SAMPLERS, THESIS_STEPS, sample, sampling_settings
@@ -316,10 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     sampling_options(m)
     m.set_defaults(func=cmd_make_dataset)
 
-    b = sub.add_parser("train-baseline", help="train a GAN baseline: pix2pix, spade or cyclegan",
+    b = sub.add_parser("train-baseline", help="train a GAN baseline: " + ", ".join(BASELINES),
                        description="Train a GAN baseline on the same data pipeline as the diffusion model, with the "
                                    "same checkpointing (resume with --resume; Ctrl-C saves and stops).")
-    b.add_argument("name", choices=["pix2pix", "spade", "cyclegan"])
+    b.add_argument("name", choices=list(BASELINES))
     b.add_argument("--data", help="a CaDIS root folder, or 'synthetic' (default: what the config says)")
     b.add_argument("--config", default="demo", help="a BaselineConfig JSON file or a preset: demo, paper (default: demo)")
     b.add_argument("--out", help="run folder (default: runs/baselines/NAME)")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -14,8 +15,8 @@ import torch
 __all__ = ['MODEL_KIND', 'TRAIN_PRESETS', 'ASSETS', 'DiffusionConfig', 'DiffusionModel', 'SyntheticScenes', 'CachedDataset',
            'batch_indices', 'TrainConfig', 'lr_at', 'ema_update', 'ema_decay_at', 'bf16_available', 'diffusion_loss',
            'save_checkpoint', 'load_checkpoint', 'plot_loss', 'sample_grid', 'RunMonitor', 'TrainingDiverged',
-           'TrainResult', 'step_seed', 'StopOnInterrupt', 'build_dataset', 'preview_labels', 'train', 'load_pretrained',
-           'export_model']
+           'TrainResult', 'step_seed', 'StopOnInterrupt', 'build_dataset', 'preview_labels', 'torch_threads', 'train',
+           'load_pretrained', 'export_model']
 
 # %% ../nbs/06_train.ipynb #b50d1f9d
 import os
@@ -334,9 +335,28 @@ def preview_labels(cfg: TrainConfig, n: int = 4) -> Tensor:
     labs = [synthetic_scene(1_000_000 + i, cfg.image_size)[1] for i in range(n)]
     return torch.from_numpy(remap(np.stack(labs), cfg.grouping).astype(np.int64))
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, dataset=None,
-          device: str | torch.device | None = None) -> TrainResult:
-    "Train a `DiffusionModel` as `cfg` says, in one process or under torchrun; see the notebook for details."
+@contextmanager
+def torch_threads(n: int | None):
+    "Run the block with `n` torch CPU threads (None: as they are), then put the previous count back."
+    before = torch.get_num_threads()
+    if n: torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+def train(
+    cfg: TrainConfig,  # the run: data, model, optimisation, bookkeeping, and `out`, the run folder
+    resume: bool = False,  # continue the run in `cfg.out` from its latest checkpoint (same data order and noise)
+    progress: bool = True,  # a progress bar (rank 0 only)
+    dataset=None,  # an indexable of (image, label) pairs to train on instead of the one `cfg` describes
+    device: str | torch.device | None = None,  # where to train (None: this rank's GPU if there is one, else the CPU)
+) -> TrainResult:  # the EMA model, the raw model, the run folder, the step reached and the loss history
+    "Train a `DiffusionModel` as `cfg` says, in one process or under torchrun (DDP); torch's thread count is restored after."
+    with torch_threads(cfg.num_threads):
+        return _train(cfg, resume, progress, dataset, device)
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> TrainResult:
     from tqdm.auto import tqdm
     import copy
     import torch.distributed as dist
@@ -346,7 +366,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, dataset
     if device is None: device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     if device.type == "cuda": torch.cuda.set_device(device)
-    if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     run = Path(cfg.out)
     mcfg = cfg.model_config()
     changes = None  # on resume: the safe fields that changed (see `resume_changes`)

@@ -287,3 +287,15 @@ def test_ctrl_c_in_cli_training_exits_130_after_saving(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted at step" in out and (run / "latest.json").exists()
+
+
+def test_training_puts_torch_threads_back(tmp_path):
+    from surgdiff.baselines import baseline_config, train_baseline
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    micro_run(tmp_path / "r", num_threads=other)
+    assert torch.get_num_threads() == before
+    train_baseline(baseline_config("pix2pix", image_size=(32, 32), synthetic_scenes=4, batch_size=2, steps=1,
+                                   gen_channels=8, disc_channels=8, disc_layers=2, num_threads=other,
+                                   out=str(tmp_path / "b")), progress=False)
+    assert torch.get_num_threads() == before
