@@ -213,7 +213,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> None:
     print(f"wrote {written} generated pairs ({args.per_label} per label map) to {args.out} (CaDIS layout)")
 
 # %% ../nbs/90_cli.ipynb #1a51658c
-def cmd_train_baseline(args: argparse.Namespace) -> None:
+def cmd_train_baseline(args: argparse.Namespace) -> int:
     "Train a GAN baseline (pix2pix, spade, cyclegan) from a preset or a BaselineConfig JSON."
     over = {k: v for k, v in dict(data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size,
                                   seed=args.seed).items() if v is not None}
@@ -223,7 +223,12 @@ def cmd_train_baseline(args: argparse.Namespace) -> None:
     else:
         cfg = baseline_config(args.name, args.config, **over)
     run = train_baseline(cfg, resume=args.resume, progress=not args.quiet)
+    step = load_json(run / "latest.json")["step"]
+    if step < cfg.steps:  # Ctrl-C: the trainer saved a checkpoint at `step` and stopped
+        print(f"interrupted at step {step}; resume with: surgdiff train-baseline {args.name} --config {args.config} --out {run} --resume")
+        return 130
     print(f"trained {args.name} into {run}; evaluate it with: surgdiff bench compare --model {args.name}={run}")
+    return 0
 
 def _model_pairs(specs: list[str]) -> dict[str, str]:
     "Parse NAME=SPEC pairs (a bare SPEC is named after itself)."
@@ -245,7 +250,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                               fid=not args.no_fid, out=tmp, progress=not args.quiet, command=cmd)
         elif args.job == "compare":
             models = _model_pairs(args.model or ["diffusion=demo"])
-            bench.bench_compare(models, args.data, args.n, args.size, steps=(args.steps or [40])[0],
+            bench.bench_compare(models, args.data, args.n, args.size, steps=args.steps[0] if args.steps else None,
                                 guidance=args.guidance, clip=clip, seed=args.seed, fid=not args.no_fid,
                                 diversity_labels=args.diversity_labels, out=tmp, progress=not args.quiet,
                                 command=cmd)
@@ -341,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=64, help="evaluation images (default: %(default)s)")
     e.add_argument("--size", type=_size, help="image size HxW (default: the (first) model's own size)")
     e.add_argument("--steps", type=int, nargs="+", help="sampling steps: a list for 'steps' (default: 2000 80 40 20 "
-                   "10 4), one value for compare (40) and downstream (20)")
+                   "10 4), one value for compare (default: each model's recommendation) and downstream (20)")
     e.add_argument("--guidance", type=float, help="classifier-free guidance (default: the model's recommendation)")
     e.add_argument("--clip", type=float, help="x̂0 clipping, 0 = off (default: the model's recommendation)")
     e.add_argument("--seed", type=int, default=0, help="generation seed (default: %(default)s)")

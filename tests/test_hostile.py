@@ -299,3 +299,24 @@ def test_training_puts_torch_threads_back(tmp_path):
                                    gen_channels=8, disc_channels=8, disc_layers=2, num_threads=other,
                                    out=str(tmp_path / "b")), progress=False)
     assert torch.get_num_threads() == before
+
+
+def test_ctrl_c_in_cli_baseline_training_exits_130(tmp_path):
+    import json, signal, subprocess, sys, time
+    from surgdiff.baselines import baseline_config
+    run = tmp_path / "run"
+    cfg = baseline_config("pix2pix", image_size=(32, 32), synthetic_scenes=4, batch_size=2, steps=100_000,
+                          gen_channels=8, disc_channels=8, disc_layers=2, checkpoint_every=100_000, num_threads=1,
+                          out=str(run))
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
+    proc = subprocess.Popen([sys.executable, "-m", "surgdiff.cli", "train-baseline", "pix2pix", "--config",
+                             str(tmp_path / "cfg.json"), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    for _ in range(600):
+        if (run / "config.json").exists(): break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in out and "--resume" in out and (run / "latest.json").exists()
