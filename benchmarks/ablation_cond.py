@@ -24,7 +24,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from surgdiff.bench import DiffusionGenerator, eval_data, evaluate
-from surgdiff.train import TRAIN_PRESETS, DiffusionModel, SyntheticScenes, TrainConfig, diffusion_loss, train
+from surgdiff.model import DiffusionModel
+from surgdiff.train import TRAIN_PRESETS, SyntheticScenes, TrainConfig, diffusion_loss, train
 
 CONDS = ("concat", "spade", "both")
 

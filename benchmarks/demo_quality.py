@@ -25,7 +25,7 @@ from PIL import Image
 from surgdiff.data import contact_sheet, read_label
 from surgdiff.samplers import sample, sampling_settings
 from surgdiff.segment import heldout_pairs, label_consistency, load_segmenter
-from surgdiff.train import load_pretrained
+from surgdiff.model import load_pretrained
 
 
 def generate(model, labels: np.ndarray, settings: dict, seed: int, batch: int) -> np.ndarray:

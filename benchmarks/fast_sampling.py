@@ -25,7 +25,7 @@ import torch
 from surgdiff.bench import eval_data, evaluate
 from surgdiff.data import to_uint8
 from surgdiff.samplers import sample, sampling_settings
-from surgdiff.train import load_pretrained
+from surgdiff.model import load_pretrained
 
 SETTINGS = [("ddim", 40, "trailing"), ("dpmpp_2m", 8, "logsnr"), ("dpmpp_2m", 10, "logsnr"),
             ("dpmpp_2m", 15, "logsnr"), ("dpmpp_2m", 20, "logsnr"), ("ddim", 20, "trailing"), ("ddim", 10, "trailing")]

@@ -11,7 +11,9 @@ timeout -s INT "$secs" python3 -m surgdiff.cli train --config demo --batch-size 
 python3 - "$run" "$out" <<'PY'
 import json, sys, torch
 from pathlib import Path
-from surgdiff.train import export_model, load_pretrained, plot_loss, sample_grid, preview_labels, TrainConfig, latest_checkpoint
+from surgdiff.io import latest_checkpoint
+from surgdiff.model import export_model, load_pretrained
+from surgdiff.train import plot_loss, sample_grid, preview_labels, TrainConfig
 from PIL import Image
 run, out = Path(sys.argv[1]), Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
 export_model(run, out / "demo")

@@ -53,7 +53,7 @@ def main():
     p.add_argument("--model", default="tiny"); p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch", type=int, default=16); p.add_argument("--steps", type=int, default=8)
     a = p.parse_args()
-    from surgdiff.train import DiffusionModel
+    from surgdiff.model import DiffusionModel
     pairs = [synthetic_scene(i, (a.size, a.size)) for i in range(a.batch)]
     x0 = torch.stack([torch.from_numpy(im).permute(2, 0, 1).float() / 127.5 - 1 for im, _ in pairs])
     label = torch.stack([torch.from_numpy(lb).long() for _, lb in pairs])

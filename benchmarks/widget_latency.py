@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from surgdiff.train import load_pretrained
+from surgdiff.model import load_pretrained
 from surgdiff.widgets import denoising_explorer, label_editor, noising_explorer
 
 

@@ -27,7 +27,7 @@ from .segment import (HELDOUT_SEED_OFFSET, SegmenterConfig, label_consistency, s
 from .samplers import THESIS_STEPS, sample, sampling_settings
 from .baselines import BASELINES, KIND_PREFIX, load_baseline
 from .io import load_json, save_json
-from .train import load_pretrained
+from .model import load_pretrained
 
 # %% auto #0
 __all__ = ['Generator', 'COLUMNS', 'EvalData', 'eval_data', 'other_style', 'DiffusionGenerator', 'BaselineGeneratorAdapter',

@@ -18,7 +18,8 @@ from PIL import Image
 from . import bench
 from .baselines import BASELINES, BaselineConfig, baseline_config, train_baseline
 from .io import atomic_dir, load_json
-from .train import ASSETS, TRAIN_PRESETS, TrainConfig, TrainingDiverged, load_pretrained, train
+from .model import ASSETS, load_pretrained
+from .train import TRAIN_PRESETS, TrainConfig, TrainingDiverged, train
 from .samplers import LEVEL_SPACINGS, SAMPLERS, THESIS_STEPS, sample, sampling_settings
 from .data import (SPLITS, colorize, contact_sheet, frame_name, read_label, to_uint8,
                            video_dir, write_synthetic_cadis)

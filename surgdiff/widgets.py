@@ -26,7 +26,7 @@ from .data import CLASS_NAMES, IGNORE, INSTRUMENTS, colorize, from_uint8, synthe
 from .diffusion import NoiseSchedule, predict_x0_eps, q_sample
 from .samplers import LEVEL_SPACINGS, SAMPLERS, THESIS_STEPS, ddim_invert, sample, sampling_settings
 from .segment import label_consistency
-from .train import load_pretrained
+from .model import load_pretrained
 
 # %% auto #0
 __all__ = ['STATIC_NOTE', 'SCHEDULE_NAMES', 'picture', 'png_bytes', 'figure_png', 'decode_png', 'widgets_supported',

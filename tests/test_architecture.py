@@ -9,7 +9,7 @@ from pathlib import Path
 import surgdiff
 
 PACKAGE = Path(surgdiff.__file__).parent
-ORDER = ["data", "io", "diffusion", "layers", "unet", "samplers", "train", "baselines", "segment", "metrics", "bench",
+ORDER = ["data", "io", "diffusion", "layers", "unet", "samplers", "model", "train", "baselines", "segment", "metrics", "bench",
          "widgets", "cli"]
 
 

@@ -128,7 +128,7 @@ def test_sample_error_paths(micro_run, tmp_path):
 
 
 def test_model_folder_with_missing_or_mismatched_config(micro_run, tmp_path):
-    from surgdiff.train import export_model
+    from surgdiff.model import export_model
     folder = export_model(micro_run, tmp_path / "m")
     (folder / "config.json").unlink()
     one_line_error(run("sample", "--model", str(folder), "--out", str(tmp_path / "o")), "config.json")
@@ -189,7 +189,7 @@ def test_real_sized_label_folder_through_the_cli(micro_run, tmp_path):
 
 def test_python_and_cli_give_the_same_pixels(micro_run, tmp_path):
     from surgdiff.samplers import sample
-    from surgdiff.train import export_model, load_pretrained
+    from surgdiff.model import export_model, load_pretrained
     rec = dict(sampler="ddim", steps=3, guidance=2.0, clip=1.0)
     folder = export_model(micro_run, tmp_path / "m", sampling=rec)
     assert json.loads((folder / "config.json").read_text())["sampling"] == rec

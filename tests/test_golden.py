@@ -20,7 +20,8 @@ from surgdiff.cli import bundled_labels
 from surgdiff.data import read_label
 from surgdiff.data import to_uint8
 from surgdiff.samplers import sample
-from surgdiff.train import TrainConfig, load_pretrained, train
+from surgdiff.model import load_pretrained
+from surgdiff.train import TrainConfig, train
 
 TIMING = {"images_per_s", "steps_per_s"}  # history entries that measure the machine, not the model
 GOLDEN = Path(__file__).parent / "golden"

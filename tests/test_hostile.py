@@ -11,7 +11,7 @@ from PIL import Image
 from surgdiff.cli import main
 from surgdiff.data import read_label, remap, synthetic_scene
 from surgdiff.samplers import sample, sampling_settings
-from surgdiff.train import load_pretrained
+from surgdiff.model import load_pretrained
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def flip_one_bit(path):
 
 def test_bit_flipped_weights_are_refused_by_their_sha256(tmp_path):
     from surgdiff.io import CheckpointError, latest_checkpoint, read_config
-    from surgdiff.train import export_model
+    from surgdiff.model import export_model
     micro_run(tmp_path / "run")
     folder = export_model(tmp_path / "run", tmp_path / "model")
     assert len(read_config(folder)["weights_sha256"]) == 64
@@ -228,7 +228,7 @@ def test_damaged_latest_json_is_one_clear_error(tmp_path, text):
 
 def test_model_config_that_is_not_an_object_is_one_clear_error(tmp_path):
     from surgdiff.io import CheckpointError
-    from surgdiff.train import export_model
+    from surgdiff.model import export_model
     micro_run(tmp_path / "run")
     folder = export_model(tmp_path / "run", tmp_path / "m")
     (folder / "config.json").write_text("[]")

@@ -5,7 +5,7 @@ import torch
 
 from surgdiff.data import synthetic_scene
 from surgdiff.diffusion import q_sample
-from surgdiff.train import load_pretrained
+from surgdiff.model import load_pretrained
 from surgdiff.widgets import (STATIC_NOTE, add_instrument, decode_png, denoising_explorer, label_editor,
                               noising_explorer, picture, remove_classes, step_sweep, transform_instrument,
                               widgets_supported)
