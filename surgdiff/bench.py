@@ -334,8 +334,8 @@ def downstream(
     for name, (x, y) in variants.items():
         scores = []
         for s in seeds:
-            seg = train_segmenter((x, y), cfg, steps=train_steps, seed=s, num_threads=None, progress=progress)
-            scores.append(label_consistency(eval_imgs, eval_labs, seg))
+            segmenter = train_segmenter((x, y), cfg, steps=train_steps, seed=s, num_threads=None, progress=progress)
+            scores.append(label_consistency(eval_imgs, eval_labs, segmenter))
         mious = [sc["miou"] for sc in scores]
         rows.append({"training data": name, "pairs": len(x), "miou": float(np.mean(mious)),
                      "miou_per_seed": mious, "pixel_accuracy": float(np.mean([sc["pixel_accuracy"] for sc in scores]))})

@@ -233,15 +233,15 @@ def gaussian_blur(x: Tensor, sigma: float | Tensor) -> Tensor:
     z = F.conv2d(F.pad(z, (0, 0, r, r), mode="replicate"), k.view(B * C, 1, -1, 1), groups=B * C)
     return z.reshape(B, C, H, W)
 
-def augment_pairs(x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def augment_pairs(x: Tensor, y: Tensor, rng: torch.Generator) -> tuple[Tensor, Tensor]:
     "Random flips (both axes), then per image with p=1/2 a blur (sigma 0.3-1.2 px) and noise (std <= 0.1)."
     x, y = x.clone(), y.clone()
     for dim in (-1, -2):
-        f = torch.rand(len(x), generator=gen) < 0.5
+        f = torch.rand(len(x), generator=rng) < 0.5
         x[f], y[f] = x[f].flip(dim), y[f].flip(dim)
-    u = torch.rand(len(x), 4, generator=gen)
+    u = torch.rand(len(x), 4, generator=rng)
     x = gaussian_blur(x, (0.3 + 0.9 * u[:, 1]) * (u[:, 0] < 0.5))
-    noise = torch.randn(x.shape, generator=gen) * (0.1 * u[:, 3] * (u[:, 2] < 0.5)).view(-1, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=rng) * (0.1 * u[:, 3] * (u[:, 2] < 0.5)).view(-1, 1, 1, 1)
     return (x + noise).clamp(-1, 1), y
 
 def _lr_factor(step: int, steps: int, warmup: int) -> float:
@@ -267,18 +267,18 @@ def _train(data, config, steps, batch_size, lr, seed, weight_decay, augment, los
     with torch.random.fork_rng():                   # seeded weights without touching the global RNG
         torch.manual_seed(seed)
         model = Segmenter(config)
-    gen = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps, min(100, steps // 10 + 1)))
-    order, pos = torch.randperm(len(pairs), generator=gen), 0
+    order, pos = torch.randperm(len(pairs), generator=rng), 0
     model.train()
     bar = tqdm(range(steps), desc="training segmenter", disable=not progress)
     for step in bar:
         if pos + batch_size > len(order):           # a new epoch: a new permutation from the same generator
-            order, pos = torch.cat([order[pos:], torch.randperm(len(pairs), generator=gen)]), 0
+            order, pos = torch.cat([order[pos:], torch.randperm(len(pairs), generator=rng)]), 0
         idx, pos = order[pos:pos + batch_size], pos + batch_size
         x, y = _resize(*pairs.batch(idx), config.image_size)
-        if augment: x, y = augment_pairs(x, y, gen)
+        if augment: x, y = augment_pairs(x, y, rng)
         loss = F.cross_entropy(model(x), y, ignore_index=IGNORE)
         if not torch.isfinite(loss): raise FloatingPointError(f"segmenter loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -327,8 +327,8 @@ def label_consistency(images, labels, segmenter: Segmenter | None = None, groupi
     images: float (B,3,H,W) in [-1,1] or uint8 (B,H,W,3). labels: (B,H,W) CaDIS ids (255 = ignore),
     or ids of `grouping` when `labels_grouped`. "auto" grouping = the segmenter's. mIoU is computed
     from one confusion matrix accumulated over all images (the standard), not averaged per image."""
-    seg = segmenter if segmenter is not None else _default_segmenter()
-    cfg = seg.config
+    net = segmenter if segmenter is not None else _default_segmenter()
+    cfg = net.config
     if grouping == "auto": grouping = cfg.grouping
     if grouping != cfg.grouping:
         raise ValueError(f"grouping {grouping!r} differs from the segmenter's {cfg.grouping!r}")
@@ -340,7 +340,7 @@ def label_consistency(images, labels, segmenter: Segmenter | None = None, groupi
     conf = torch.zeros(cfg.num_classes, cfg.num_classes, dtype=torch.long)
     for i in range(0, len(x), batch_size):
         xb, yb = _resize(x[i:i + batch_size], y[i:i + batch_size], cfg.image_size)
-        conf += confusion_matrix(seg.predict(xb), yb, cfg.num_classes)
+        conf += confusion_matrix(net.predict(xb), yb, cfg.num_classes)
     out = scores_from_confusion(conf, cfg.class_names)
     out.update(n_images=len(x), confusion=conf.numpy(), grouping=grouping,
                evaluated_at=list(cfg.image_size), resized_from=list(size) if resized else None)
@@ -348,9 +348,9 @@ def label_consistency(images, labels, segmenter: Segmenter | None = None, groupi
 
 def segmenter_ceiling(segmenter: Segmenter | None = None, n_images: int = 64) -> dict[str, Any]:
     "`label_consistency` of the segmenter on `n_images` held-out real synthetic pairs at its own size."
-    seg = segmenter if segmenter is not None else _default_segmenter()
-    imgs, labs = heldout_pairs(n_images, seg.config.image_size)
-    return label_consistency(imgs, labs, seg)
+    net = segmenter if segmenter is not None else _default_segmenter()
+    imgs, labs = heldout_pairs(n_images, net.config.image_size)
+    return label_consistency(imgs, labs, net)
 
 # %% ../nbs/06a_segment.ipynb #41c7db16
 def main(argv: list[str] | None = None) -> dict:

@@ -489,9 +489,9 @@ def add_instrument(label: np.ndarray, class_id: int, tip: tuple[float, float] | 
     d = np.array([-math.sin(a), math.cos(a)])
     yy, xx = np.mgrid[0:H, 0:W_].astype(np.float64) + 0.5
     def dist(p0, p1):
-        p0, p1 = np.asarray(p0, float), np.asarray(p1, float); seg = p1 - p0
-        u = np.clip(((yy - p0[0]) * seg[0] + (xx - p0[1]) * seg[1]) / max(seg @ seg, 1e-9), 0, 1)
-        return np.hypot(yy - p0[0] - u * seg[0], xx - p0[1] - u * seg[1])
+        p0, p1 = np.asarray(p0, float), np.asarray(p1, float); d = p1 - p0
+        u = np.clip(((yy - p0[0]) * d[0] + (xx - p0[1]) * d[1]) / max(d @ d, 1e-9), 0, 1)
+        return np.hypot(yy - p0[0] - u * d[0], xx - p0[1] - u * d[1])
     out = label.copy()
     mid = np.add(tip, length * d)
     handle = handle_of(class_id)
