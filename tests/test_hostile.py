@@ -270,22 +270,29 @@ def test_killed_partial_outputs_are_cleaned_up_by_the_next_run(tmp_path):
     assert (tmp_path / "out").stat().st_mode & 0o777 != 0o700  # the usual permissions, not mkdtemp's 0700
 
 
-def test_ctrl_c_in_cli_training_exits_130_after_saving(tmp_path):
-    import json, signal, subprocess, sys, time
-    from surgdiff.train import TrainConfig
-    run = tmp_path / "run"
-    cfg = TrainConfig(model=MICRO, image_size=(16, 16), synthetic_scenes=8, steps=100_000, batch_size=2,
-                      log_every=1000, sample_every=0, checkpoint_every=100_000, num_threads=1, bf16=False, out=str(run))
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
-    proc = subprocess.Popen([sys.executable, "-m", "surgdiff.cli", "train", "--config", str(tmp_path / "cfg.json"),
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def interrupt_cli(args: list[str], run) -> tuple[int, str, str]:
+    "Run `surgdiff ARGS` in a fresh process, press Ctrl-C once it is training (its run folder exists), return rc, out, err."
+    import signal, subprocess, sys, time
+    proc = subprocess.Popen([sys.executable, "-m", "surgdiff.cli", *args, "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     for _ in range(600):  # the run folder is written just before the first step
         if (run / "config.json").exists(): break
         time.sleep(0.1)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    return proc.returncode, out, err
+
+
+def test_ctrl_c_in_cli_training_exits_130_after_saving(tmp_path):
+    import json
+    from surgdiff.train import TrainConfig
+    run = tmp_path / "run"
+    cfg = TrainConfig(model=MICRO, image_size=(16, 16), synthetic_scenes=8, steps=100_000, batch_size=2,
+                      log_every=1000, sample_every=0, checkpoint_every=100_000, num_threads=1, bf16=False, out=str(run))
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
+    rc, out, err = interrupt_cli(["train", "--config", str(tmp_path / "cfg.json")], run)
+    assert rc == 130, err
     assert "interrupted at step" in out and (run / "latest.json").exists()
 
 
@@ -302,21 +309,13 @@ def test_training_puts_torch_threads_back(tmp_path):
 
 
 def test_ctrl_c_in_cli_baseline_training_exits_130(tmp_path):
-    import json, signal, subprocess, sys, time
+    import json
     from surgdiff.baselines import baseline_config
     run = tmp_path / "run"
     cfg = baseline_config("pix2pix", image_size=(32, 32), synthetic_scenes=4, batch_size=2, steps=100_000,
                           gen_channels=8, disc_channels=8, disc_layers=2, checkpoint_every=100_000, num_threads=1,
                           out=str(run))
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
-    proc = subprocess.Popen([sys.executable, "-m", "surgdiff.cli", "train-baseline", "pix2pix", "--config",
-                             str(tmp_path / "cfg.json"), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    for _ in range(600):
-        if (run / "config.json").exists(): break
-        time.sleep(0.1)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    rc, out, err = interrupt_cli(["train-baseline", "pix2pix", "--config", str(tmp_path / "cfg.json")], run)
+    assert rc == 130, err
     assert "interrupted at step" in out and "--resume" in out and (run / "latest.json").exists()
