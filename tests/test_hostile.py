@@ -319,3 +319,10 @@ def test_ctrl_c_in_cli_baseline_training_exits_130(tmp_path):
     rc, out, err = interrupt_cli(["train-baseline", "pix2pix", "--config", str(tmp_path / "cfg.json")], run)
     assert rc == 130, err
     assert "interrupted at step" in out and "--resume" in out and (run / "latest.json").exists()
+
+
+@pytest.mark.parametrize("option", ["eta", "guidance", "clip"])
+def test_explorers_refuse_nan_options(demo, option):
+    from surgdiff.widgets import denoising_explorer
+    with pytest.raises(ValueError, match=option):
+        denoising_explorer(demo, sampler="ddim", **{option: float("nan")}, fallback=False)
