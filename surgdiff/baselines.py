@@ -27,20 +27,20 @@ from .train import (StopOnInterrupt, TrainConfig, TrainingDiverged, batch_indice
                             preview_labels, step_seed, torch_threads)
 
 # %% auto #0
-__all__ = ['BASELINES', 'KIND_PREFIX', 'BASELINE_PRESETS', 'BASELINE_MODELS', 'BaselineConfig', 'baseline_config',
-           'PatchDiscriminator', 'MultiScaleDiscriminator', 'colour_input', 'BaselineGenerator', 'UNetGenerator',
-           'GANBaseline', 'Pix2Pix', 'SPADEResnetBlock', 'SPADEGenerator', 'VGGLoss', 'SPADEBaseline', 'ResnetBlock',
-           'ResnetGenerator', 'ImagePool', 'CycleGAN', 'lr_factor', 'plot_baseline_losses', 'train_baseline',
-           'run_history', 'load_baseline', 'export_baseline']
+__all__ = ['BASELINES', 'KIND_PREFIX', 'BaselineConfig', 'baseline_config', 'PatchDiscriminator', 'MultiScaleDiscriminator',
+           'colour_input', 'BaselineGenerator', 'UNetGenerator', 'GANBaseline', 'register_baseline', 'Pix2Pix',
+           'SPADEResnetBlock', 'SPADEGenerator', 'VGGLoss', 'SPADEBaseline', 'ResnetBlock', 'ResnetGenerator',
+           'ImagePool', 'CycleGAN', 'lr_factor', 'plot_baseline_losses', 'train_baseline', 'run_history',
+           'load_baseline', 'export_baseline']
 
 # %% ../nbs/09_baselines.ipynb #afde248c
-BASELINES = ("pix2pix", "spade", "cyclegan")
+BASELINES: dict[str, type] = {}  # name -> GANBaseline subclass, filled by `register_baseline` below
 KIND_PREFIX = "surgdiff-baseline-"  #: a baseline model folder's `kind` is this plus the baseline's name
 
 @dataclass
 class BaselineConfig(Config):
     "Everything about a GAN baseline run; saved as `config.json` in the run folder."
-    name: str = "pix2pix"                   # "pix2pix", "spade" or "cyclegan"
+    name: str = "pix2pix"                   # a registered baseline: "pix2pix", "spade" or "cyclegan"
     # data: as in TrainConfig
     data: str = "synthetic"                 # "synthetic" or the root of a CaDIS copy
     split: str = "train"
@@ -107,7 +107,8 @@ class BaselineConfig(Config):
 # %% ../nbs/09_baselines.ipynb #12957fb3
 def _check_baseline_config(c: BaselineConfig) -> None:
     "Raise a ValueError naming the first bad field of `c`."
-    if c.name not in BASELINES: raise ValueError(f"name must be one of {BASELINES}, not {c.name!r}")
+    if c.name not in BASELINES: raise ValueError(f"name must be one of {list(BASELINES)}, not {c.name!r}")
+    gan = BASELINES[c.name]
     if len(c.image_size) != 2 or min(c.image_size) < 8: raise ValueError(f"image_size must be (H, W) with sides >= 8, not {c.image_size}")
     for f in ("gen_channels", "disc_channels", "disc_layers", "steps", "batch_size", "log_every", "checkpoint_every",
               "spade_hidden", "z_dim", "num_discriminators", "synthetic_scenes"):
@@ -123,45 +124,23 @@ def _check_baseline_config(c: BaselineConfig) -> None:
     if not 0 <= c.decay_from <= 1: raise ValueError(f"decay_from must be in [0, 1], not {c.decay_from}")
     if c.spade_norm not in NORMS: raise ValueError(f"spade_norm must be one of {NORMS}, not {c.spade_norm!r}")
     if c.spade_input not in ("z", "label"): raise ValueError(f"spade_input must be 'z' or 'label', not {c.spade_input!r}")
-    H, W = c.image_size
-    if c.name == "pix2pix" and (c.downs < 2 or H % 2 ** c.downs or W % 2 ** c.downs):
-        raise ValueError(f"unet_downs={c.downs}: image_size {c.image_size} must be multiples of 2**unet_downs (and unet_downs >= 2)")
-    if c.name == "spade" and (c.spade_ups < 1 or H % 2 ** c.spade_ups or W % 2 ** c.spade_ups):
-        raise ValueError(f"spade_ups={c.spade_ups}: image_size {c.image_size} must be multiples of 2**spade_ups (and spade_ups >= 1)")
-    if c.name == "cyclegan" and (H % 4 or W % 4): raise ValueError(f"image_size {c.image_size} must be multiples of 4 for CycleGAN")
-    scales = c.num_discriminators if c.name == "spade" else 1
+    gan.check(c)  # what only this GAN needs (its generator's down/up-samplings)
+    scales = gan.discriminator_scales(c)
     if min(c.image_size) // 2 ** (c.disc_layers + scales - 1) < 3:
         raise ValueError(f"disc_layers={c.disc_layers} with {scales} discriminator scale(s) is too deep for image_size "
                          f"{c.image_size}: the coarsest PatchGAN would see less than 2×2 pixels")
-    if c.vgg_loss and c.name != "spade": raise ValueError(f"vgg_loss is a SPADE option, not one of {c.name!r}")
+    if c.vgg_loss and not gan.uses_vgg: raise ValueError(f"vgg_loss is a SPADE option, not one of {c.name!r}")
     if c.vgg_loss and not c.vgg_weights:
         raise ValueError("vgg_loss=True needs vgg_weights: a local safetensors file of torchvision's vgg19 state dict "
                          "(no pretrained VGG weights can be downloaded here)")
 
 # %% ../nbs/09_baselines.ipynb #e7c2075c
-BASELINE_PRESETS: dict[str, dict[str, dict]] = {
-    "pix2pix": {
-        "demo": dict(image_size=(64, 112), unet_downs=4, gen_channels=16, disc_channels=16, batch_size=16, steps=2000,
-                     checkpoint_every=250),
-        "paper": dict(gen_channels=64, disc_channels=64, batch_size=1, steps=200_000, checkpoint_every=5000),
-    },
-    "spade": {
-        "demo": dict(image_size=(64, 112), gen_channels=8, disc_channels=16, spade_hidden=32, z_dim=64, num_discriminators=2,
-                     lr=1e-4, lr_d=4e-4, betas=(0.0, 0.9), batch_size=8, steps=1000, checkpoint_every=250),
-        "paper": dict(gen_channels=64, disc_channels=64, spade_hidden=128, z_dim=256, num_discriminators=2,
-                      lr=1e-4, lr_d=4e-4, betas=(0.0, 0.9), batch_size=32, steps=100_000, checkpoint_every=5000),
-    },
-    "cyclegan": {
-        "demo": dict(image_size=(64, 112), gen_channels=16, disc_channels=16, resnet_blocks=3, batch_size=8, steps=1000, checkpoint_every=250),
-        "paper": dict(gen_channels=64, disc_channels=64, resnet_blocks=6, batch_size=1, steps=200_000, checkpoint_every=5000),
-    },
-}
-
 def baseline_config(name: str, preset: str = "demo", **overrides) -> BaselineConfig:
-    "The `preset` ('demo' or 'paper') of baseline `name`, with `overrides`; `out` defaults to runs/baselines/<name>."
-    if name not in BASELINE_PRESETS: raise ValueError(f"name must be one of {BASELINES}, not {name!r}")
-    if preset not in BASELINE_PRESETS[name]: raise ValueError(f"preset must be one of {sorted(BASELINE_PRESETS[name])}, not {preset!r}")
-    return BaselineConfig(**{"name": name, "out": f"runs/baselines/{name}", **BASELINE_PRESETS[name][preset], **overrides})
+    "The `preset` ('demo' or 'paper', each GAN's `PRESETS`) of baseline `name`, with `overrides`; `out` defaults to runs/baselines/<name>."
+    if name not in BASELINES: raise ValueError(f"name must be one of {list(BASELINES)}, not {name!r}")
+    presets = BASELINES[name].PRESETS
+    if preset not in presets: raise ValueError(f"preset must be one of {sorted(presets)}, not {preset!r}")
+    return BaselineConfig(**{"name": name, "out": f"runs/baselines/{name}", **presets[preset], **overrides})
 
 # %% ../nbs/09_baselines.ipynb #c6165c33
 def _init_normal(module: nn.Module, std: float = 0.02) -> nn.Module:
@@ -223,12 +202,8 @@ class BaselineGenerator(nn.Module):
     def __init__(self, config: BaselineConfig):
         super().__init__()
         self.config, c = config, config
-        K = self.num_classes
-        if c.name == "pix2pix": self.net = UNetGenerator(K, 3, c.downs, c.gen_channels, c.dropout)
-        elif c.name == "spade":
-            self.net = SPADEGenerator(K, c.image_size, c.gen_channels, c.spade_ups, c.spade_hidden, c.spade_norm,
-                                      c.z_dim if c.spade_input == "z" else None)
-        else: self.net = ResnetGenerator(3, 3, c.gen_channels, c.resnet_blocks)
+        self.gan = BASELINES[c.name]  # the GAN's class: how its generator is built and what it eats
+        self.net = self.gan.make_generator(c, self.num_classes)
 
     @property
     def num_classes(self) -> int: return classes_in(self.config.grouping)
@@ -241,18 +216,18 @@ class BaselineGenerator(nn.Module):
 
     def net_input(self, label: Tensor) -> Tensor:
         "What the network eats: the one-hot map (pix2pix, SPADE) or the colourised map (CycleGAN)."
-        if self.config.name == "cyclegan": return colour_input(label)
+        if self.gan.label_input == "colour": return colour_input(label)
         return one_hot_labels(label, self.num_classes, tuple(label.shape), device=label.device)
 
     def sample_z(self, batch: int, generator: torch.Generator | None = None) -> Tensor | None:
         "SPADE's z ~ N(0, I) (None for the other baselines)."
-        if self.config.name != "spade" or self.config.spade_input != "z": return None
-        return torch.randn(batch, self.config.z_dim, generator=generator)
+        dim = self.gan.z_dim(self.config)
+        return None if dim is None else torch.randn(batch, dim, generator=generator)
 
     def forward(self, label: Tensor, z: Tensor | None = None) -> Tensor:
         "Images (B, 3, H, W) in [-1, 1] for label maps (B, H, W) already in this model's grouping."
         x = self.net_input(label)
-        return self.net(x, z) if self.config.name == "spade" else self.net(x)
+        return self.net(x, z) if self.gan.takes_z else self.net(x)
 
     @torch.no_grad()
     def generate(self, labels: Tensor, seed: int = 0) -> Tensor:
@@ -269,7 +244,7 @@ class BaselineGenerator(nn.Module):
         try:
             z = self.sample_z(len(label), torch.Generator().manual_seed(seed))
             z = None if z is None else z.to(device)
-            if self.config.name == "pix2pix" and self.config.test_dropout:
+            if self.config.test_dropout:  # the pix2pix paper's noise: dropout kept on (other baselines have none)
                 for m in self.modules():
                     if isinstance(m, nn.Dropout): m.train()
                 with torch.random.fork_rng(devices=[]):
@@ -317,8 +292,24 @@ def _bce(logits: Tensor, target: float) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 class GANBaseline(nn.Module):
-    "What the trainer needs from a baseline: `generator`, checkpointed `parts`, `make_optimizers`, `train_step`."
-    paired = True  # does a training batch pair each image with its own label map?
+    """What the trainer needs from a baseline: `generator`, checkpointed `parts`, `make_optimizers`, `train_step`;
+    and what a `BaselineConfig` / `BaselineGenerator` needs from its class: the hooks below. A new GAN is one
+    subclass registered with `@register_baseline`: its name then works in configs, the CLI and the bench."""
+    name: str = ""                       # the config's `name`, the CLI's choice, the model folder's kind suffix
+    PRESETS: dict[str, dict] = {}        # "demo" and "paper" field values for `baseline_config`
+    paired = True                        # does a training batch pair each image with its own label map?
+    label_input = "onehot"               # what the generator eats: "onehot" or "colour" (the colourised map)
+    takes_z = False                      # does the generator network take a noise vector z?
+    uses_vgg = False                     # may `vgg_loss` be switched on?
+
+    @staticmethod
+    def make_generator(c: BaselineConfig, num_classes: int) -> nn.Module: raise NotImplementedError
+    @staticmethod
+    def z_dim(c: BaselineConfig) -> int | None: return None
+    @staticmethod
+    def check(c: BaselineConfig) -> None: "Raise a ValueError naming a field this GAN cannot work with."
+    @staticmethod
+    def discriminator_scales(c: BaselineConfig) -> int: return 1
 
     def __init__(self, config: BaselineConfig):
         super().__init__()
@@ -343,8 +334,31 @@ class GANBaseline(nn.Module):
 def _update(opt: torch.optim.Optimizer, loss: Tensor) -> None:
     opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
 
+def register_baseline(cls: type[GANBaseline]) -> type[GANBaseline]:
+    "Class decorator: make the GAN `cls` a baseline under `cls.name` (configs, `baseline_config`, CLI, bench)."
+    if not cls.name or cls.name in BASELINES: raise ValueError(f"a baseline needs a new, non-empty name, not {cls.name!r}")
+    BASELINES[cls.name] = cls
+    return cls
+
+def _check_multiple(c: BaselineConfig, times: int, field: str) -> None:
+    H, W = c.image_size
+    if times < 1 or H % 2 ** times or W % 2 ** times:
+        raise ValueError(f"{field}={times}: image_size {c.image_size} must be multiples of 2**{field} (and {field} >= 1)")
+
+@register_baseline
 class Pix2Pix(GANBaseline):
     "pix2pix: U-Net generator, 70×70 PatchGAN on (label, image), BCE + lambda_l1 · L1."
+    name = "pix2pix"
+    PRESETS = {"demo": dict(image_size=(64, 112), unet_downs=4, gen_channels=16, disc_channels=16, batch_size=16,
+                            steps=2000, checkpoint_every=250),
+               "paper": dict(gen_channels=64, disc_channels=64, batch_size=1, steps=200_000, checkpoint_every=5000)}
+    @staticmethod
+    def make_generator(c, num_classes): return UNetGenerator(num_classes, 3, c.downs, c.gen_channels, c.dropout)
+    @staticmethod
+    def check(c):
+        if c.downs < 2: raise ValueError(f"unet_downs={c.downs}: pix2pix needs unet_downs >= 2")
+        _check_multiple(c, c.downs, "unet_downs")
+
     def __init__(self, config: BaselineConfig):
         super().__init__(config)
         self.discriminator = PatchDiscriminator(self.generator.num_classes + 3, config.disc_channels, config.disc_layers)
@@ -445,8 +459,26 @@ class VGGLoss(nn.Module):
         return sum(w * (f - t).abs().mean() for w, f, t in zip(self.weights, self._features(fake), target))
 
 # %% ../nbs/09_baselines.ipynb #1d327076
+@register_baseline
 class SPADEBaseline(GANBaseline):
     "SPADE: SPADE generator, multi-scale spectral-norm PatchGANs, hinge loss + lambda_fm · feature matching."
+    name, takes_z, uses_vgg = "spade", True, True
+    PRESETS = {"demo": dict(image_size=(64, 112), gen_channels=8, disc_channels=16, spade_hidden=32, z_dim=64,
+                            num_discriminators=2, lr=1e-4, lr_d=4e-4, betas=(0.0, 0.9), batch_size=8, steps=1000,
+                            checkpoint_every=250),
+               "paper": dict(gen_channels=64, disc_channels=64, spade_hidden=128, z_dim=256, num_discriminators=2,
+                             lr=1e-4, lr_d=4e-4, betas=(0.0, 0.9), batch_size=32, steps=100_000, checkpoint_every=5000)}
+    @staticmethod
+    def make_generator(c, num_classes):
+        return SPADEGenerator(num_classes, c.image_size, c.gen_channels, c.spade_ups, c.spade_hidden, c.spade_norm,
+                              c.z_dim if c.spade_input == "z" else None)
+    @staticmethod
+    def z_dim(c): return c.z_dim if c.spade_input == "z" else None
+    @staticmethod
+    def check(c): _check_multiple(c, c.spade_ups, "spade_ups")
+    @staticmethod
+    def discriminator_scales(c): return c.num_discriminators
+
     def __init__(self, config: BaselineConfig):
         super().__init__(config)
         c = config
@@ -524,9 +556,20 @@ class ImagePool(nn.Module):
 
 def _lsgan(pred: Tensor, target: float) -> Tensor: return ((pred - target) ** 2).mean()
 
+@register_baseline
 class CycleGAN(GANBaseline):
     "CycleGAN between colourised label maps (A) and images (B): ResNet generators, PatchGANs, LSGAN + cycle + identity."
-    paired = False
+    name, paired, label_input = "cyclegan", False, "colour"
+    PRESETS = {"demo": dict(image_size=(64, 112), gen_channels=16, disc_channels=16, resnet_blocks=3, batch_size=8,
+                            steps=1000, checkpoint_every=250),
+               "paper": dict(gen_channels=64, disc_channels=64, resnet_blocks=6, batch_size=1, steps=200_000,
+                             checkpoint_every=5000)}
+    @staticmethod
+    def make_generator(c, num_classes): return ResnetGenerator(3, 3, c.gen_channels, c.resnet_blocks)
+    @staticmethod
+    def check(c):
+        if c.image_size[0] % 4 or c.image_size[1] % 4:
+            raise ValueError(f"image_size {c.image_size} must be multiples of 4 for CycleGAN")
 
     def __init__(self, config: BaselineConfig):
         super().__init__(config)
@@ -560,7 +603,6 @@ class CycleGAN(GANBaseline):
         return {"loss_g": loss_g, "loss_d": loss_d, "gan": gan, "cycle": cycle, "identity": identity,
                 "l1": (fake_b.detach() - b).abs().mean()}  # l1: not a loss here (b is not a's image)
 
-BASELINE_MODELS: dict[str, type[GANBaseline]] = {"pix2pix": Pix2Pix, "spade": SPADEBaseline, "cyclegan": CycleGAN}
 
 # %% ../nbs/09_baselines.ipynb #be29c928
 def lr_factor(step: int, cfg: BaselineConfig) -> float:
@@ -614,7 +656,7 @@ def _train_baseline(cfg: BaselineConfig, resume: bool, progress: bool, dataset) 
         if old.get("name") != cfg.name: raise CheckpointError(f"{run} holds a {old.get('name')!r} run, not a {cfg.name!r} one")
         changes = resume_changes(run, cfg.to_dict())
     torch.manual_seed(cfg.seed)
-    model = BASELINE_MODELS[cfg.name](cfg)
+    model = BASELINES[cfg.name](cfg)
     opts = model.make_optimizers()
     start, history = 0, []
     if resume and (run / "latest.json").exists():
