@@ -20,6 +20,7 @@ from surgdiff.cli import bundled_labels
 from surgdiff.data import read_label
 from surgdiff.data import to_uint8
 from surgdiff.samplers import sample
+from surgdiff.segment import SegmenterConfig, synthetic_pairs, train_segmenter
 from surgdiff.model import load_pretrained
 from surgdiff.train import TrainConfig, train
 
@@ -51,19 +52,29 @@ def demo_samples() -> dict[str, np.ndarray]:
 
 
 def training_losses(tmp: Path) -> dict[str, list[float]]:
-    "Loss histories of a few steps of the diffusion trainer (each cond mode) and of every GAN baseline."
+    "Loss histories of a few steps of the diffusion trainer (each cond mode), of every GAN baseline and of the segmenter."
     torch.set_num_threads(1)
     out = {}
     for cond in ("concat", "spade", "both"):
         cfg = TrainConfig(model={**MICRO, "cond": cond}, image_size=(16, 24), synthetic_scenes=8, steps=5, batch_size=4,
                           lr=1e-3, warmup_steps=2, log_every=1, sample_every=0, checkpoint_every=5, num_threads=1,
                           bf16=False, out=str(tmp / f"diffusion_{cond}"))
-        out[f"diffusion_{cond}"] = [{k: h[k] for k in ("step", "loss", "grad_norm", "lr")}
-                                    for h in train(cfg, progress=False).history]
+        result = train(cfg, progress=False)
+        out[f"diffusion_{cond}"] = [{k: h[k] for k in ("step", "loss", "grad_norm", "lr")} for h in result.history]
+        out[f"diffusion_{cond}_ema_sum"] = float(sum(p.double().sum() for p in result.model.parameters()))  # EMA weights
     for name in ("pix2pix", "spade", "cyclegan"):
         run = train_baseline(baseline_config(name, **{**GAN, "out": str(tmp / name)}), progress=False)
         out[name] = [{k: v for k, v in h.items() if k not in TIMING} for h in run_history(run)]
+    out["segmenter"] = segmenter_losses()
     return out
+
+
+def segmenter_losses() -> list[float]:
+    "Per-step losses of a few steps of the segmenter's trainer (augmentation on)."
+    losses = []
+    train_segmenter(synthetic_pairs(range(12), (32, 32)), SegmenterConfig(base_channels=8, depth=2, image_size=(32, 32)),
+                    steps=6, batch_size=4, lr=5e-3, seed=0, losses=losses, num_threads=1, progress=False)
+    return losses
 
 
 def write(tmp: Path) -> None:
