@@ -13,7 +13,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from surgdiff.data import synthetic_scene
-from surgdiff.train import TrainConfig, bf16_available, diffusion_loss, ema_update
+from surgdiff.fit import ema_update
+from surgdiff.train import TrainConfig, bf16_available, diffusion_loss
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:

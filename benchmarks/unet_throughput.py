@@ -47,7 +47,7 @@ def diffusers_twin(config: UNetConfig, size: tuple[int, int]):
     "A diffusers UNet2DModel with the same structure as `SR3UNet(config)` in 'concat' mode."
     from diffusers import UNet2DModel
 
-    sides = [config.image_size // 2**i for i in range(config.levels)]  # image_size = the smaller side
+    sides = [config.attn_side // 2**i for i in range(config.levels)]  # attn_side = the smaller side
     attn = [side in config.attn_resolutions for side in sides]
     return UNet2DModel(
         sample_size=size,

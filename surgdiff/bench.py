@@ -81,8 +81,8 @@ class DiffusionGenerator:
     batch_size: int = 16
     progress: bool = False
 
-    def __call__(self, labels: np.ndarray, seed: int = 0) -> np.ndarray:
-        lab = self.model.prepare_label(torch.from_numpy(np.asarray(labels).astype(np.int64)))
+    def __call__(self, label: np.ndarray, seed: int = 0) -> np.ndarray:
+        lab = self.model.prepare_label(torch.from_numpy(np.asarray(label).astype(np.int64)))
         g, out = torch.Generator().manual_seed(seed), []
         for i in range(0, len(lab), self.batch_size):
             with torch.no_grad():
@@ -102,8 +102,8 @@ class BaselineGeneratorAdapter:
     model: Any
     batch_size: int = 64
 
-    def __call__(self, labels: np.ndarray, seed: int = 0) -> np.ndarray:
-        lab = torch.from_numpy(np.asarray(labels).astype(np.int64))
+    def __call__(self, label: np.ndarray, seed: int = 0) -> np.ndarray:
+        lab = torch.from_numpy(np.asarray(label).astype(np.int64))
         out = []
         for i in range(0, len(lab), self.batch_size):
             with torch.no_grad():

@@ -19,7 +19,8 @@ from . import bench
 from .baselines import BASELINES, BaselineConfig, baseline_config, train_baseline
 from .io import atomic_dir, load_json
 from .model import ASSETS, load_pretrained
-from .train import TRAIN_PRESETS, TrainConfig, TrainingDiverged, train
+from .fit import TrainingDiverged
+from .train import TRAIN_PRESETS, TrainConfig, train
 from .samplers import LEVEL_SPACINGS, SAMPLERS, THESIS_STEPS, sample, sampling_settings
 from .data import (SPLITS, colorize, contact_sheet, frame_name, read_label, to_uint8,
                            video_dir, write_synthetic_cadis)
@@ -151,11 +152,11 @@ def _sampling_args(args: argparse.Namespace) -> dict:
     return dict(sampler=args.sampler, steps=args.steps, eta=args.eta, spacing=args.spacing, guidance=args.guidance,
                 clip=args.clip)
 
-def generate(model, labels: np.ndarray, args: argparse.Namespace, seed: int) -> np.ndarray:
-    "Sample images (uint8 B×H×W×3) for CaDIS label maps with the options in `args`, in batches."
+def generate(model, label: np.ndarray, args: argparse.Namespace, seed: int) -> np.ndarray:
+    "Sample images (uint8 B×H×W×3) for CaDIS label maps `label` (B, H, W) with the options in `args`, in batches."
     if args.batch_size < 1: raise CLIError(f"--batch-size must be at least 1, not {args.batch_size}")
     out = []
-    lab = model.prepare_label(torch.from_numpy(labels.astype(np.int64)))
+    lab = model.prepare_label(torch.from_numpy(label.astype(np.int64)))
     g = torch.Generator().manual_seed(seed)
     for i in range(0, len(lab), args.batch_size):
         with torch.no_grad():

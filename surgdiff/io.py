@@ -157,6 +157,7 @@ class Config:
     "Base of every configuration dataclass: dict/JSON/file round trips that refuse unknown fields, and presets."
     # a plain class, not itself a dataclass, so frozen and mutable dataclasses can both build on it
     PRESETS: ClassVar[dict[str, dict]] = {}  # name -> field values, for `preset`
+    RENAMED: ClassVar[dict[str, str]] = {}   # old field name -> new one: configs written before a rename still load
 
     def to_dict(self) -> dict[str, Any]:
         "The fields as a dict (what `save` writes as JSON)."
@@ -168,6 +169,8 @@ class Config:
         if not isinstance(d, dict):
             raise ValueError(f"a {cls.__name__} must be a JSON object (a dict), not {type(d).__name__}")
         d = {k: v for k, v in d.items() if k not in FOLDER_KEYS}
+        for old, new in cls.RENAMED.items():
+            if old in d and new not in d: d[new] = d.pop(old)
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown: raise ValueError(f"unknown {cls.__name__} fields: {unknown}")
         return cls(**d)

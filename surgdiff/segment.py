@@ -23,11 +23,12 @@ from torch import Tensor
 
 from .data import GROUP_CLASS_NAMES, GROUPINGS, IGNORE, NUM_CLASSES, from_uint8, num_classes, remap, synthetic_scene
 from .io import CheckpointError, Config, load_state, read_config, save_json, save_model_folder
+from .fit import LRSchedule, Recorder, Task, fit, torch_threads
 
 # %% auto #0
 __all__ = ['TRAIN_SEEDS', 'HELDOUT_SEED_OFFSET', 'SHIPPED_SEGMENTERS', 'KIND', 'confusion_matrix', 'scores_from_confusion',
            'SegmenterConfig', 'ConvBlock', 'Segmenter', 'synthetic_pairs', 'heldout_pairs', 'as_image_tensor',
-           'as_label_tensor', 'gaussian_blur', 'augment_pairs', 'train_segmenter', 'save_segmenter',
+           'as_label_tensor', 'gaussian_blur', 'augment_pairs', 'train_segmenter', 'SegmenterTask', 'save_segmenter',
            'shipped_segmenter_dir', 'load_segmenter', 'label_consistency', 'segmenter_ceiling', 'main']
 
 # %% ../nbs/06a_segment.ipynb #77d46f2b
@@ -254,39 +255,50 @@ def train_segmenter(data, config: SegmenterConfig | None = None, steps: int = 20
                     progress: bool = True) -> Segmenter:
     "Train a `Segmenter` on real (image, label) pairs; append each step's loss to `losses` if given."
     if steps < 1 or batch_size < 1: raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
-    before = torch.get_num_threads()
-    if num_threads is not None: torch.set_num_threads(num_threads)  # a small model on a shared CPU: 1 is often fastest
-    try:
+    with torch_threads(num_threads):  # a small model on a shared CPU: 1 is often fastest
         return _train(data, config or SegmenterConfig(), steps, batch_size, lr, seed, weight_decay, augment, losses, progress)
-    finally:
-        torch.set_num_threads(before)
+
+class SegmenterTask(Task):
+    "The segmenter as a `fit` task (notebook `06_fit`): pixel-wise cross-entropy with 255 ignored, clipping, AdamW."
+    def __init__(self, model: Segmenter, lr: float, weight_decay: float):
+        self.model, self.lr, self.weight_decay = model, lr, weight_decay
+    def parts(self) -> dict[str, nn.Module]: return {"model": self.model}
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)}
+    def train_step(self, batch: tuple[Tensor, Tensor], opts: dict, generator=None) -> dict[str, Tensor]:
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y, ignore_index=IGNORE)
+        if not torch.isfinite(loss): return {"loss": loss}  # `fit` stops before any weight changes
+        opt = opts["optimizer"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        opt.step()
+        return {"loss": loss}
 
 def _train(data, config, steps, batch_size, lr, seed, weight_decay, augment, losses, progress) -> Segmenter:
-    from tqdm.auto import tqdm
     pairs = _Pairs(data, config.grouping)
     with torch.random.fork_rng():                   # seeded weights without touching the global RNG
         torch.manual_seed(seed)
         model = Segmenter(config)
-    rng = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps, min(100, steps // 10 + 1)))
+    rng = torch.Generator().manual_seed(seed)       # the data order and the augmentations, in step order
+    task = SegmenterTask(model, lr, weight_decay)
+    opts = task.make_optimizers()
     order, pos = torch.randperm(len(pairs), generator=rng), 0
-    model.train()
-    bar = tqdm(range(steps), desc="training segmenter", disable=not progress)
-    for step in bar:
+
+    def batches(step: int) -> tuple[Tensor, Tensor]:
+        nonlocal order, pos
         if pos + batch_size > len(order):           # a new epoch: a new permutation from the same generator
             order, pos = torch.cat([order[pos:], torch.randperm(len(pairs), generator=rng)]), 0
         idx, pos = order[pos:pos + batch_size], pos + batch_size
         x, y = _resize(*pairs.batch(idx), config.image_size)
-        if augment: x, y = augment_pairs(x, y, rng)
-        loss = F.cross_entropy(model(x), y, ignore_index=IGNORE)
-        if not torch.isfinite(loss): raise FloatingPointError(f"segmenter loss became {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(); sched.step()
-        if losses is not None: losses.append(loss.item())
-        if step % 10 == 0 or step == steps - 1: bar.set_postfix(loss=f"{loss.item():.3f}")
+        return augment_pairs(x, y, rng) if augment else (x, y)
+
+    warmup = min(100, steps // 10 + 1)
+    model.train()
+    state = fit(task, opts, batches, steps, callbacks=[LRSchedule({"optimizer": lr}, lambda s: _lr_factor(s, steps, warmup)),
+                                                       Recorder(log_every=1)], progress=progress, desc="training segmenter")
+    if losses is not None: losses.extend(h["loss"] for h in state.history)
     return model.eval()
 
 # %% ../nbs/06a_segment.ipynb #47473081

@@ -6,35 +6,31 @@
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 # %% auto #0
-__all__ = ['TRAIN_PRESETS', 'SyntheticScenes', 'CachedDataset', 'batch_indices', 'TrainConfig', 'lr_at', 'ema_update',
-           'ema_decay_at', 'bf16_available', 'diffusion_loss', 'save_checkpoint', 'load_checkpoint', 'plot_loss',
-           'sample_grid', 'RunMonitor', 'TrainingDiverged', 'TrainResult', 'step_seed', 'StopOnInterrupt',
-           'build_dataset', 'preview_labels', 'torch_threads', 'train']
+__all__ = ['TRAIN_PRESETS', 'SyntheticScenes', 'CachedDataset', 'TrainConfig', 'warmup_factor', 'lr_at', 'ema_decay_at',
+           'bf16_available', 'diffusion_loss', 'save_checkpoint', 'load_checkpoint', 'plot_loss', 'sample_grid',
+           'RunMonitor', 'TrainResult', 'build_dataset', 'preview_labels', 'DiffusionTask', 'train']
 
 # %% ../nbs/06_train.ipynb #b50d1f9d
-import os
-import signal
-import sys
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from torch import Tensor, nn
 
-from .io import (CheckpointError, Config, diverged_message, latest_checkpoint, load_training_state,
-                         record_resume, resume_changes, save_json, save_training_state)
+from .io import (CheckpointError, Config, latest_checkpoint, load_training_state, record_resume,
+                         resume_changes, save_json, save_training_state)
 from .data import (CaDISDataset, contact_sheet, from_uint8, num_classes, remap, synthetic_scene,
                            to_uint8)
 from .diffusion import NoiseSchedule, q_sample, sample_noise_level, v_from_x0_eps
 from .samplers import drop_labels, sample
 from .model import DiffusionConfig, DiffusionModel
 from .unet import UNetConfig
+from .fit import (EMA, Checkpoint, Interrupt, LRSchedule, Monitor, Recorder, SyncStop, Task, batch_indices,
+                          dist_info, fit, torch_threads)
 
 # %% ../nbs/06_train.ipynb #01010f46
 class SyntheticScenes(torch.utils.data.Dataset):
@@ -61,18 +57,6 @@ class CachedDataset(torch.utils.data.Dataset):
         x, y = self.cache[i]
         return from_uint8(x)[0], y.long()
 
-def _epoch_perm(n: int, seed: int, epoch: int) -> Tensor:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-def batch_indices(step: int, n: int, batch: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
-    "Data indices of rank `rank`'s share of global step `step`: a pure function of its arguments."
-    total = batch * world
-    out, perms = [], {}
-    for j in range(rank, total, world):
-        epoch, k = divmod(step * total + j, n)
-        if epoch not in perms: perms[epoch] = _epoch_perm(n, seed, epoch)
-        out.append(int(perms[epoch][k]))
-    return out
 
 # %% ../nbs/06_train.ipynb #470afe21
 @dataclass
@@ -126,7 +110,7 @@ class TrainConfig(Config):
     def model_config(self) -> DiffusionConfig:
         "The `DiffusionConfig` this run trains."
         unet = UNetConfig.preset(self.model) if isinstance(self.model, str) else UNetConfig.from_dict(self.model)
-        over = {"num_classes": num_classes(self.grouping), "image_size": min(self.image_size)}  # attention is placed by the smaller side
+        over = {"num_classes": num_classes(self.grouping), "attn_side": min(self.image_size)}  # attention is placed by the smaller side
         if self.cond: over["cond"] = self.cond
         unet = UNetConfig.from_dict({**unet.to_dict(), **over})
         for side in self.image_size:
@@ -152,15 +136,13 @@ TRAIN_PRESETS: dict[str, dict] = {
 TrainConfig.PRESETS = TRAIN_PRESETS  # what `TrainConfig.preset(name)` and `surgdiff train --config NAME` read
 
 # %% ../nbs/06_train.ipynb #44add5a2
+def warmup_factor(step: int, cfg: TrainConfig) -> float:
+    "The learning-rate multiplier at `step`: a linear warm-up over `cfg.warmup_steps`, then 1."
+    return min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     "Learning rate at `step`: linear warm-up to `cfg.lr`, then constant."
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    "θ_ema ← decay·θ_ema + (1-decay)·θ for parameters; buffers are copied."
-    for e, p in zip(ema.parameters(), model.parameters()): e.lerp_(p.detach(), 1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers()): e.copy_(b)
+    return cfg.lr * warmup_factor(step, cfg)
 
 def ema_decay_at(step: int, cfg: TrainConfig) -> float: return min(cfg.ema_decay, (1 + step) / (10 + step))
 
@@ -215,12 +197,12 @@ def plot_loss(history: list, path: Path) -> None:
     ax.set(xlabel="step", ylabel="MSE", yscale="log", title="training loss"); ax.legend()
     fig.tight_layout(); fig.savefig(path, dpi=90); plt.close(fig)
 
-def sample_grid(model: DiffusionModel, labels: Tensor, steps: int, seed: int = 0) -> np.ndarray:
-    "DDIM samples of `labels` as a contact sheet (sample above its label map)."
+def sample_grid(model: DiffusionModel, label: Tensor, steps: int, seed: int = 0) -> np.ndarray:
+    "DDIM samples of the label maps `label` (B, H, W) as a contact sheet (sample above its label map)."
     with torch.no_grad():
-        x = sample(model, labels, sampler="ddim", steps=steps, generator=torch.Generator().manual_seed(seed), progress=False)
+        x = sample(model, label, sampler="ddim", steps=steps, generator=torch.Generator().manual_seed(seed), progress=False)
     imgs = to_uint8(x.float(), check_range=False)
-    return contact_sheet(list(imgs), list(labels.cpu().numpy().astype(np.uint8)), ncols=len(imgs))
+    return contact_sheet(list(imgs), list(label.cpu().numpy().astype(np.uint8)), ncols=len(imgs))
 
 class RunMonitor:
     "Writes the loss curve and sample grids of a run, and shows them in place in a notebook."
@@ -244,9 +226,6 @@ class RunMonitor:
 # %% ../nbs/06_train.ipynb #b74d93ae
 from PIL import Image
 
-class TrainingDiverged(RuntimeError):
-    "The loss became NaN or infinite; the last good checkpoint is kept."
-
 @dataclass
 class TrainResult:
     "What `train` returns: the trained (EMA) model and where things are."
@@ -256,26 +235,6 @@ class TrainResult:
     step: int
     history: list
     interrupted: bool = False
-
-def step_seed(seed: int, step: int, rank: int, stream: int) -> int:
-    "A 63-bit seed for one random stream of one step of one rank."
-    return int(np.random.SeedSequence([seed, step, rank, stream]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-class StopOnInterrupt:
-    "Turn the first Ctrl-C (SIGINT) into a request to stop at the next step boundary; a second one interrupts at once."
-    def __init__(self): self.requested = False
-    def _handler(self, signum, frame):
-        if self.requested: raise KeyboardInterrupt
-        self.requested = True
-    def __enter__(self):
-        import threading
-        self._old = signal.signal(signal.SIGINT, self._handler) if threading.current_thread() is threading.main_thread() else None
-        return self
-    def __exit__(self, *exc):
-        if self._old is not None: signal.signal(signal.SIGINT, self._old)
-
-def _dist_info() -> tuple[int, int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 def build_dataset(cfg: TrainConfig, progress: bool = True):
     "The training pairs of `cfg`: synthetic scenes or a cached `CaDISDataset`."
@@ -288,15 +247,25 @@ def preview_labels(cfg: TrainConfig, n: int = 4) -> Tensor:
     labs = [synthetic_scene(1_000_000 + i, cfg.image_size)[1] for i in range(n)]
     return torch.from_numpy(remap(np.stack(labs), cfg.grouping).astype(np.int64))
 
-@contextmanager
-def torch_threads(n: int | None):
-    "Run the block with `n` torch CPU threads (None: as they are), then put the previous count back."
-    before = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+class DiffusionTask(Task):
+    "The diffusion model as a `fit` task: one `diffusion_loss` step with clipping; `net` is `model` or its DDP wrapper."
+    def __init__(self, model: DiffusionModel, ema: DiffusionModel, cfg: TrainConfig, net: nn.Module | None = None,
+                 autocast_dtype: torch.dtype | None = None):
+        self.model, self.ema, self.cfg, self.net, self.amp = model, ema, cfg, net or model, autocast_dtype
+    def parts(self) -> dict[str, nn.Module]: return {"model": self.model, "ema": self.ema}
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)}
+    def train_step(self, batch: tuple[Tensor, Tensor], opts: dict, generator: torch.Generator) -> dict[str, Tensor]:
+        x0, label = batch
+        self.model.train()
+        loss = diffusion_loss(self.net, x0, label, self.model.schedule, self.cfg, generator, self.amp)
+        if not torch.isfinite(loss): return {"loss": loss}  # `fit` stops the run before any weight changes
+        opt = opts["optimizer"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        opt.step()
+        return {"loss": loss, "grad_norm": gnorm}
 
 def train(
     cfg: TrainConfig,  # the run: data, model, optimisation, bookkeeping, and `out`, the run folder
@@ -310,10 +279,9 @@ def train(
         return _train(cfg, resume, progress, dataset, device)
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> TrainResult:
-    from tqdm.auto import tqdm
     import copy
     import torch.distributed as dist
-    rank, world, local = _dist_info()
+    rank, world, local = dist_info()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     if device is None: device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
@@ -331,20 +299,20 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> T
     model = DiffusionModel(mcfg).to(device)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start, history = 0, []
-    if resume and (run / "latest.json").exists():
-        state = load_checkpoint(latest_checkpoint(run), model, ema, opt)
-        start, history = state["step"], state["history"]
-    if start >= cfg.steps and rank == 0 and progress:
-        print(f"{run}: already trained for {start} steps")
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    ds = dataset if dataset is not None else build_dataset(cfg, progress=progress and rank == 0)
     use_bf16 = bf16_available(device) if cfg.bf16 == "auto" else bool(cfg.bf16)
-    amp = torch.bfloat16 if use_bf16 else None
+    task = DiffusionTask(model, ema, cfg, net, torch.bfloat16 if use_bf16 else None)
+    opts = task.make_optimizers()
+    start, history = 0, []
+    if resume and (run / "latest.json").exists():
+        state = load_training_state(latest_checkpoint(run), task.parts(), opts)
+        start, history = state["step"], state["history"]
+    if start >= cfg.steps and rank == 0 and progress:
+        print(f"{run}: already trained for {start} steps")
+    ds = dataset if dataset is not None else build_dataset(cfg, progress=progress and rank == 0)
     previews = preview_labels(cfg).to(device)
     if rank == 0:  # every check has passed: only now is the run folder written
         if changes is None:
@@ -352,45 +320,18 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> T
             save_json(run / "config.json", cfg.to_dict()); save_json(run / "model" / "config.json", mcfg.to_dict())
         elif changes:
             record_resume(run, start, changes)
+
+    def batches(step: int) -> tuple[Tensor, Tensor]:
+        items = [ds[i] for i in batch_indices(step, len(ds), cfg.batch_size, cfg.seed, rank, world)]
+        return torch.stack([it[0] for it in items]).to(device), torch.stack([it[1] for it in items]).to(device)
+
     monitor = RunMonitor(run, enabled=rank == 0)
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", disable=not (progress and rank == 0))
-    done, t0, seen = start, time.perf_counter(), 0
-    with StopOnInterrupt() as stop:
-        for step in bar:
-            if world > 1:  # every rank stops at the same step, or the next all-reduce would hang
-                flag = torch.tensor([float(stop.requested)], device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX); stop.requested = bool(flag.item())
-            if stop.requested: break
-            g = torch.Generator().manual_seed(step_seed(cfg.seed, step, rank, 0))
-            torch.manual_seed(step_seed(cfg.seed, step, rank, 1))  # dropout layers draw from the global generator
-            items = [ds[i] for i in batch_indices(step, len(ds), cfg.batch_size, cfg.seed, rank, world)]
-            x0 = torch.stack([it[0] for it in items]).to(device)
-            label = torch.stack([it[1] for it in items]).to(device)
-            for group in opt.param_groups: group["lr"] = lr_at(step, cfg)
-            model.train()
-            loss = diffusion_loss(net, x0, label, model.schedule, cfg, g, amp)
-            if not torch.isfinite(loss):
-                bar.close()
-                raise TrainingDiverged(diverged_message(run, f"loss became {loss.item()}", step))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            ema_update(ema, model, ema_decay_at(step, cfg))
-            done, seen, loss = step + 1, seen + x0.shape[0] * world, loss.detach()
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                rate = seen / (time.perf_counter() - t0)
-                history.append({"step": done, "loss": float(loss), "grad_norm": float(gnorm), "lr": lr_at(step, cfg),
-                                "images_per_s": round(rate, 3)})
-                bar.set_postfix(loss=f"{float(loss):.4f}", img_s=f"{rate:.1f}")
-            if rank == 0 and cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps):
-                monitor.update(history, sample_grid(ema, previews, cfg.sample_steps), done)
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                if rank == 0: save_checkpoint(run, done, model, ema, opt, history, cfg.keep_checkpoints)
-                if world > 1: dist.barrier()
-        bar.close()
-        if stop.requested and done < cfg.steps:
-            if rank == 0:
-                save_checkpoint(run, done, model, ema, opt, history, cfg.keep_checkpoints)
-                print(f"interrupted: saved a checkpoint at step {done} in {run}; resume to continue", file=sys.stderr)
-    return TrainResult(ema, model, run, done, history, stop.requested and done < cfg.steps)
+    callbacks = [Interrupt(), LRSchedule({"optimizer": cfg.lr}, lambda step: warmup_factor(step, cfg)),
+                 EMA(ema, model, lambda step: ema_decay_at(step, cfg)), Recorder(cfg.log_every),
+                 Monitor(cfg.sample_every, lambda s: monitor.update(s.history, sample_grid(ema, previews, cfg.sample_steps), s.done)),
+                 Checkpoint(cfg.checkpoint_every, cfg.keep_checkpoints)]
+    if world > 1: callbacks.append(SyncStop(device))
+    state = fit(task, opts, batches, cfg.steps, start, history, callbacks, seed=cfg.seed, run=run, rank=rank, world=world,
+                progress=progress, desc="training")
+    return TrainResult(ema, model, run, state.done, state.history, state.interrupted)
+

@@ -25,10 +25,10 @@ UNET_PRESETS: dict[str, dict] = {
     # CPU demos at 64x64: 2.7M parameters ("concat"), attention at 16x16 and in the middle, and the
     # cheap SPADE form of 04_spade (a 32-channel label embedding shared per resolution, 1x1 gamma/beta)
     "tiny": dict(base_channels=32, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
-                 image_size=64, dropout=0.1, norm_groups=16, spade_hidden=32, spade_shared=True, spade_kernel=1),
+                 attn_side=64, dropout=0.1, norm_groups=16, spade_hidden=32, spade_shared=True, spade_kernel=1),
     # the thesis scale: SR3's 1-2-4-8-8 U-Net with 3 blocks per level and paper SPADE, for GPUs
     "sr3": dict(base_channels=64, channel_mults=(1, 2, 4, 8, 8), num_res_blocks=3, attn_resolutions=(16,),
-                image_size=128, dropout=0.2, norm_groups=32, spade_hidden=128, spade_shared=False, spade_kernel=3),
+                attn_side=128, dropout=0.2, norm_groups=32, spade_hidden=128, spade_shared=False, spade_kernel=3),
 }
 
 
@@ -36,6 +36,7 @@ UNET_PRESETS: dict[str, dict] = {
 class UNetConfig(Config):
     "Everything needed to rebuild an `SR3UNet`; round-trips through JSON (`surgdiff.io.Config`)."
     PRESETS = UNET_PRESETS  # what `UNetConfig.preset(name)` reads
+    RENAMED = {"image_size": "attn_side"}  # older configs called it image_size, the name of the (H, W) elsewhere
 
     in_channels: int = 3  # image channels of x_t
     out_channels: int = 3  # channels of the prediction
@@ -43,8 +44,8 @@ class UNetConfig(Config):
     base_channels: int = 64
     channel_mults: tuple[int, ...] = (1, 2, 4, 8)
     num_res_blocks: int = 3  # per level in the encoder (+1 in the decoder); SR3 uses 3
-    attn_resolutions: tuple[int, ...] = (16,)  # feature-map sides that attend, for an `image_size` input
-    image_size: int = 128  # nominal input side (the smaller of H, W), only used to place attention
+    attn_resolutions: tuple[int, ...] = (16,)  # feature-map sides that attend, for an `attn_side` input
+    attn_side: int = 128  # nominal input side (the smaller of H, W), only used to place attention
     mid_attention: bool = True
     num_heads: int = 1
     dropout: float = 0.0
@@ -101,7 +102,7 @@ class SR3UNet(nn.Module):
         self.conv_in = conv3x3(c.in_channels + (c.num_classes if self.uses_concat else 0), c.base_channels)
         self.label_encoders = self._label_encoders()  # shared SPADE label embeddings, or None
 
-        ch, side, skip_channels = c.base_channels, c.image_size, [c.base_channels]
+        ch, side, skip_channels = c.base_channels, c.attn_side, [c.base_channels]
         self.encoder = nn.ModuleList()  # plain ResBlocks in every mode
         for level, mult in enumerate(c.channel_mults):
             for _ in range(c.num_res_blocks):

@@ -2,6 +2,8 @@
 
 A module may import only modules above it in `ORDER`. Imports inside functions count too (a lazy import that
 dodges a cycle is still a cycle), and none is allowed: every dependency is visible at the top of the file.
+The `baselines` package has an order of its own: the shared core, then one file per GAN (each importing only the
+core), then `__init__`, which imports them all.
 """
 import ast
 from pathlib import Path
@@ -9,12 +11,30 @@ from pathlib import Path
 import surgdiff
 
 PACKAGE = Path(surgdiff.__file__).parent
-ORDER = ["data", "io", "diffusion", "layers", "unet", "samplers", "model", "train", "baselines", "segment", "metrics", "bench",
-         "widgets", "cli"]
+ORDER = ["data", "io", "diffusion", "layers", "unet", "samplers", "model", "fit", "train", "baselines", "segment", "metrics",
+         "bench", "widgets", "cli"]
+BASELINES_ORDER = ["core", "pix2pix", "spade", "cyclegan", "__init__"]  # inside surgdiff/baselines/
 
 
 def modules() -> dict[str, ast.Module]:
-    return {p.stem: ast.parse(p.read_text(), str(p)) for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "_modidx")}
+    "The package's top-level modules and subpackages by name; a subpackage's files are parsed as one tree."
+    out = {p.stem: ast.parse(p.read_text(), str(p)) for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "_modidx")}
+    for d in PACKAGE.iterdir():
+        if (d / "__init__.py").exists():
+            out[d.name] = ast.Module(body=[node for p in sorted(d.glob("*.py")) for node in ast.parse(p.read_text()).body],
+                                     type_ignores=[])
+    return out
+
+
+def subpackage_imports(path: Path) -> list[tuple[str, int]]:
+    "(sibling module, line) for every `from .x import` / `from . import x` inside a subpackage file."
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found.extend([(node.module.split(".")[0], node.lineno)] if node.module else [(a.name, node.lineno) for a in node.names])
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(f"surgdiff.{path.parent.name}."):
+            found.append((node.module.split(".")[2], node.lineno))
+    return found
 
 
 def package_imports(tree: ast.Module) -> list[tuple[str, int, bool]]:
@@ -25,7 +45,11 @@ def package_imports(tree: ast.Module) -> list[tuple[str, int, bool]]:
         for child in ast.iter_child_nodes(node):
             inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, ast.ImportFrom):
-                if child.level == 1 and child.module:
+                if child.level == 2 and child.module:  # from ..data import x (inside a subpackage)
+                    found.append((child.module.split(".")[0], child.lineno, in_function))
+                elif child.level == 2:
+                    found.extend((a.name, child.lineno, in_function) for a in child.names)
+                elif child.level == 1 and child.module:
                     found.append((child.module.split(".")[0], child.lineno, in_function))
                 elif child.level == 1:  # from . import x
                     found.extend((a.name, child.lineno, in_function) for a in child.names)
@@ -50,6 +74,15 @@ def test_imports_flow_one_way_down_the_order():
     bad = [f"{m}.py:{line} imports {dep}" for m, tree in modules().items() for dep, line, _ in package_imports(tree)
            if dep in ORDER and ORDER.index(dep) >= ORDER.index(m)]
     assert not bad, "imports against the order " + " → ".join(ORDER) + ":\n" + "\n".join(bad)
+
+
+def test_the_baselines_package_flows_from_core_to_each_gan_to_init():
+    files = {p.stem: p for p in (PACKAGE / "baselines").glob("*.py")}
+    assert sorted(files) == sorted(BASELINES_ORDER)
+    bad = [f"baselines/{m}.py:{line} imports {dep}" for m in BASELINES_ORDER for dep, line in subpackage_imports(files[m])
+           if dep not in BASELINES_ORDER or BASELINES_ORDER.index(dep) >= BASELINES_ORDER.index(m)
+           or (m in ("pix2pix", "spade", "cyclegan") and dep != "core")]  # a GAN's file needs only the core
+    assert not bad, "\n".join(bad)
 
 
 def test_no_package_import_hides_inside_a_function():

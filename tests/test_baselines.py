@@ -12,7 +12,8 @@ from surgdiff.baselines import (BASELINES, BaselineConfig, BaselineGenerator, VG
                                 load_baseline, run_history, train_baseline)
 from surgdiff.data import remap
 from surgdiff.io import CheckpointError, latest_checkpoint, load_training_state, save_json, save_training_state
-from surgdiff.train import SyntheticScenes, TrainingDiverged
+from surgdiff.fit import TrainingDiverged
+from surgdiff.train import SyntheticScenes
 
 torch.set_num_threads(1)
 

@@ -113,7 +113,7 @@ def test_bit_flipped_weights_are_refused_by_their_sha256(tmp_path):
 def test_nan_stop_calls_a_checkpoint_good_only_if_its_hashes_verify(tmp_path, monkeypatch):
     import surgdiff.train as T
     from surgdiff.io import latest_checkpoint
-    from surgdiff.train import TrainingDiverged
+    from surgdiff.fit import TrainingDiverged
     real = T.diffusion_loss
 
     def poison(run, damage):

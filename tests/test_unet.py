@@ -12,7 +12,7 @@ from surgdiff.unet import SR3UNet, UNetConfig, count_parameters
 
 MODES = ("concat", "spade", "both")
 # a very small U-Net: 2 levels, so inputs must be multiples of 2; fast enough to build dozens of
-MICRO = dict(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=(8,), image_size=16,
+MICRO = dict(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=(8,), attn_side=16,
              norm_groups=4, spade_hidden=8, zero_init=False)
 
 
@@ -277,3 +277,12 @@ def test_bf16_autocast_close_to_fp32(cond):
     assert low.dtype == torch.float32 and torch.isfinite(low).all()
     assert ((low - ref).norm() / ref.norm()).item() < 0.05
     assert np.corrcoef(low.flatten().numpy(), ref.flatten().numpy())[0, 1] > 0.99
+
+
+def test_configs_written_before_the_attn_side_rename_still_load():
+    "UNetConfig.image_size (an int, the smaller side) became attn_side; (H, W) is image_size everywhere else."
+    old = {**UNetConfig(**MICRO).to_dict()}
+    old["image_size"] = old.pop("attn_side")
+    assert UNetConfig.from_dict(old) == UNetConfig(**MICRO)
+    with pytest.raises(ValueError, match="unknown UNetConfig fields"):
+        UNetConfig.from_dict({**old, "attn_side": 16})  # both names at once: the old one is not silently dropped
