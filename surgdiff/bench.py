@@ -80,6 +80,7 @@ class DiffusionGenerator:
     clip: float | None = None
     batch_size: int = 16
     progress: bool = False
+    spacing: str | None = None
 
     def __call__(self, label: np.ndarray, seed: int = 0) -> np.ndarray:
         lab = self.model.prepare_label(torch.from_numpy(np.asarray(label).astype(np.int64)))
@@ -87,14 +88,16 @@ class DiffusionGenerator:
         for i in range(0, len(lab), self.batch_size):
             with torch.no_grad():
                 x = sample(self.model, lab[i:i + self.batch_size], sampler=self.sampler, steps=self.steps,
-                           eta=self.eta, guidance=self.guidance, clip=self.clip, generator=g, progress=self.progress)
+                           eta=self.eta, spacing=self.spacing, guidance=self.guidance, clip=self.clip, generator=g,
+                           progress=self.progress)
             out.append(to_uint8(x.float()))
         return np.concatenate(out)
 
     def describe(self) -> str:
-        st = sampling_settings(self.model, sampler=self.sampler, steps=self.steps, eta=self.eta, guidance=self.guidance,
-                               clip=self.clip)
-        return f"{st['sampler']} {st['steps']} steps, η={st['eta']}, guidance {st['guidance']}, clip {st['clip']}"
+        st = sampling_settings(self.model, sampler=self.sampler, steps=self.steps, eta=self.eta, spacing=self.spacing,
+                               guidance=self.guidance, clip=self.clip)
+        return (f"{st['sampler']} {st['steps']} steps, {st['spacing']} spacing, η={st['eta']}, guidance {st['guidance']}, "
+                f"clip {st['clip']}")
 
 @dataclass
 class BaselineGeneratorAdapter:
@@ -117,7 +120,8 @@ def native_size(gen) -> tuple[int, int]:
     return tuple(gen.model.config.image_size)
 
 def load_generator(spec: str, steps: int | None = None, sampler: str | None = None, eta: float | None = None,
-                   guidance: float | None = None, clip: float | None = None, batch_size: int = 16):
+                   guidance: float | None = None, clip: float | None = None, batch_size: int = 16,
+                   spacing: str | None = None):
     "'demo', a diffusion model/run folder, or a baseline model/run folder, as a generator (None: the model's settings)."
     path = Path(spec)
     cfg_file = path / "config.json"
@@ -125,7 +129,7 @@ def load_generator(spec: str, steps: int | None = None, sampler: str | None = No
     if str(cfg.get("kind", "")).startswith(KIND_PREFIX) or cfg.get("name") in BASELINES:
         return BaselineGeneratorAdapter(load_baseline(path))
     if spec != "demo" and not path.exists(): raise FileNotFoundError(f"no model folder {spec}")
-    return DiffusionGenerator(load_pretrained(spec), steps, sampler, eta, guidance, clip, batch_size)
+    return DiffusionGenerator(load_pretrained(spec), steps, sampler, eta, guidance, clip, batch_size, spacing=spacing)
 
 # %% ../nbs/10_bench.ipynb #7f2de4fd
 def evaluate(generate: Generator, data: EvalData, seed: int = 0, fid: bool = True, consistency: bool = True,
@@ -204,6 +208,7 @@ def bench_steps(
     n: int = 64,  # label maps (and real images) evaluated
     size: tuple[int, int] | None = None,  # (H, W) to evaluate at (None: the model's own size)
     sampler: str | None = None,  # sampler name (None: the model's recommendation)
+    spacing: str | None = None,  # where the steps fall: "trailing", "logsnr", ... (None: the model's recommendation)
     eta: float | None = None,  # DDIM noise (None: the model's recommendation)
     guidance: float | None = None,  # classifier-free guidance scale (None: the model's recommendation)
     clip: float | None = None,  # x̂0 clipping, 0 = off (None: the model's recommendation)
@@ -215,7 +220,7 @@ def bench_steps(
     command: str | None = None,  # the command line to record in the report
 ) -> list[dict]:  # one dict of metrics per step count
     "Table 1: metrics of one diffusion model sampled with each of `steps`, on the same label maps and seeds."
-    gen = load_generator(model, sampler=sampler, eta=eta, guidance=guidance, clip=clip)
+    gen = load_generator(model, sampler=sampler, eta=eta, guidance=guidance, clip=clip, spacing=spacing)
     if not isinstance(gen, DiffusionGenerator): raise ValueError(f"{model} is not a diffusion model; bench steps needs one")
     ev = eval_data(data, n, size or native_size(gen))
     ext = default_extractor() if fid else None
@@ -254,6 +259,8 @@ def bench_compare(
     n: int = 64,  # label maps (and real images) evaluated
     size: tuple[int, int] | None = None,  # (H, W) to evaluate at (None: the first model's own size)
     steps: int | None = None,  # sampling steps of diffusion models (None: each model's recommendation)
+    sampler: str | None = None,  # sampler of diffusion models (None: each model's recommendation)
+    spacing: str | None = None,  # step spacing of diffusion models (None: each model's recommendation)
     guidance: float | None = None,  # guidance of diffusion models (None: each model's recommendation)
     clip: float | None = None,  # x̂0 clipping of diffusion models (None: each model's recommendation)
     seed: int = 0,  # the sampling seed, the same for every model
@@ -267,7 +274,8 @@ def bench_compare(
 ) -> list[dict]:  # one dict of metrics per model
     "Table 2: each of `models` (name -> spec) on the same label maps, plus the other-style reference row."
     if not models: raise ValueError("bench compare needs at least one model (name=spec)")
-    gens = {name: load_generator(spec, steps=steps, guidance=guidance, clip=clip) for name, spec in models.items()}
+    gens = {name: load_generator(spec, steps=steps, sampler=sampler, spacing=spacing, guidance=guidance, clip=clip)
+            for name, spec in models.items()}
     ev = eval_data(data, n, size or native_size(next(iter(gens.values()))))
     ext = default_extractor() if fid else None
     rows = []

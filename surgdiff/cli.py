@@ -248,12 +248,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
     with atomic_output_dir(args.out) as tmp:
         if args.job == "steps":
             bench.bench_steps(args.model[0] if args.model else "demo", args.data, args.steps or THESIS_STEPS,
-                              args.n, args.size, guidance=args.guidance, clip=clip, seed=args.seed,
+                              args.n, args.size, sampler=args.sampler, spacing=args.spacing, guidance=args.guidance,
+                              clip=clip, seed=args.seed,
                               fid=not args.no_fid, out=tmp, progress=not args.quiet, command=cmd)
         elif args.job == "compare":
             models = _model_pairs(args.model or ["diffusion=demo"])
             bench.bench_compare(models, args.data, args.n, args.size, steps=args.steps[0] if args.steps else None,
-                                guidance=args.guidance, clip=clip, seed=args.seed, fid=not args.no_fid,
+                                sampler=args.sampler, spacing=args.spacing, guidance=args.guidance, clip=clip, seed=args.seed, fid=not args.no_fid,
                                 diversity_labels=args.diversity_labels, out=tmp, progress=not args.quiet,
                                 command=cmd)
         else:
@@ -349,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--size", type=_size, help="image size HxW (default: the (first) model's own size)")
     e.add_argument("--steps", type=int, nargs="+", help="sampling steps: a list for 'steps' (default: 2000 80 40 20 "
                    "10 4), one value for compare (default: each model's recommendation) and downstream (20)")
+    e.add_argument("--sampler", choices=list(SAMPLERS), help="steps, compare: the diffusion sampler (default: the "
+                   "model's recommendation)")
+    e.add_argument("--spacing", choices=list(LEVEL_SPACINGS), help="steps, compare: where the steps fall (default: "
+                   "the model's recommendation)")
     e.add_argument("--guidance", type=float, help="classifier-free guidance (default: the model's recommendation)")
     e.add_argument("--clip", type=float, help="x̂0 clipping, 0 = off (default: the model's recommendation)")
     e.add_argument("--seed", type=int, default=0, help="generation seed (default: %(default)s)")
