@@ -72,14 +72,15 @@ class Task:
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         "The optimizers, by file name (the first one's learning rate is the one logged)."
         raise NotImplementedError(f"{type(self).__name__} must define make_optimizers()")
-    def train_step(self, batch: Any, opts: dict[str, torch.optim.Optimizer], generator: torch.Generator | None) -> dict[str, Tensor]:
+    def train_step(self, batch: Any, opts: dict[str, torch.optim.Optimizer],
+                   generator: torch.Generator | None) -> dict[str, Tensor]:
         "One update on `batch`; returns the scalar values to log (all must be finite)."
         raise NotImplementedError(f"{type(self).__name__} must define train_step()")
 
 @dataclass
 class FitState:
     "What the callbacks see (and may change: `stop`) while `fit` runs."
-    task: Any
+    task: Task
     opts: dict[str, torch.optim.Optimizer]
     steps: int                              # the step count to reach
     run: Path | None = None                 # the run folder (None: nothing is written)
@@ -98,7 +99,9 @@ class FitState:
     bar: Any = None
 
 class Callback:
-    "Behaviour added to `fit` at four moments; `order` sorts callbacks (lower runs first)."
+    """Behaviour added to `fit` at four moments; `order` sorts callbacks (lower runs first). Callbacks with a negative
+    order decide whether the next step is taken (they may set `state.stop`); the `before_step` of the others runs only
+    for a step that is taken."""
     order = 0
     def before_fit(self, state: FitState) -> None: pass
     def before_step(self, state: FitState) -> None: pass
@@ -106,6 +109,12 @@ class Callback:
     def after_fit(self, state: FitState) -> None: pass
 
 # %% ../nbs/06_fit.ipynb #57cade55
+def _batch_len(batch: Any) -> int:
+    "Items in a batch: a tensor, or a tuple/list/dict whose first entry is one."
+    if isinstance(batch, dict): batch = next(iter(batch.values()))
+    elif isinstance(batch, (tuple, list)): batch = batch[0]
+    return len(batch)
+
 def _check_finite(state: FitState) -> None:
     bad = {k: v for k, v in state.logs.items() if not math.isfinite(v)}
     if not bad: return
@@ -138,17 +147,19 @@ def fit(
         state.started = time.perf_counter()
         for step in state.bar:
             state.step = step
-            for cb in cbs: cb.before_step(state)
+            for cb in cbs:
+                if cb.order >= 0 and state.stop: break  # the step is not taken: no learning rate etc. is set for it
+                cb.before_step(state)
             if state.stop: break
             generator = None
             if seed is not None:
                 generator = torch.Generator().manual_seed(step_seed(seed, step, rank, 0))
                 torch.manual_seed(step_seed(seed, step, rank, 1))  # dropout layers draw from torch's global generator
             batch = batches(step)
+            state.batch_size = _batch_len(batch) * world
             state.logs = {k: float(v.detach()) if isinstance(v, Tensor) else float(v)
                           for k, v in task.train_step(batch, opts, generator).items()}
             _check_finite(state)
-            state.batch_size = len(batch[0]) * world
             state.done, state.seen = step + 1, state.seen + state.batch_size
             for cb in cbs: cb.after_step(state)
         state.interrupted = state.stop and state.done < steps
@@ -157,7 +168,13 @@ def fit(
         raise
     finally:
         state.bar.close()
-        for cb in reversed(cbs): cb.after_fit(state)
+        errors = []
+        for cb in reversed(cbs):  # every after_fit runs (a failing save must not leave the Ctrl-C handler installed)
+            try:
+                cb.after_fit(state)
+            except BaseException as err:
+                errors.append(err)
+        if errors and not state.failed: raise errors[0]
     return state
 
 # %% ../nbs/06_fit.ipynb #11e48363
@@ -179,8 +196,11 @@ class Recorder(Callback):
 
 class LRSchedule(Callback):
     "Before each step set each optimizer's learning rate to `base[name] * factor(step)`."
-    order = -10
+    order = 0
     def __init__(self, base: dict[str, float], factor: Callable[[int], float]): self.base, self.factor = base, factor
+    def before_fit(self, state: FitState) -> None:
+        missing = sorted(set(state.opts) - set(self.base))
+        if missing: raise ValueError(f"LRSchedule has no base learning rate for optimizer(s) {missing}")
     def before_step(self, state: FitState) -> None:
         f = self.factor(state.step)
         for name, opt in state.opts.items():
@@ -194,7 +214,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 class EMA(Callback):
     "After each step move `ema` towards `model` with `decay(step)`."
-    order = 0
+    order = 5
     def __init__(self, ema: nn.Module, model: nn.Module, decay: Callable[[int], float]):
         self.ema, self.model, self.decay = ema, model, decay
     def after_step(self, state: FitState) -> None: ema_update(self.ema, self.model, self.decay(state.step))
@@ -210,6 +230,8 @@ class Checkpoint(Callback):
     "Save the task's parts and optimizers every `every` steps, at the end, and when the run is interrupted."
     order = 30
     def __init__(self, every: int, keep: int = 2): self.every, self.keep = every, keep
+    def before_fit(self, state: FitState) -> None:
+        if state.run is None: raise ValueError("the Checkpoint callback needs a run folder: fit(..., run=FOLDER)")
     def save(self, state: FitState) -> Path | None:
         if state.rank != 0: return None
         return save_training_state(state.run, state.done, state.task.parts(), state.opts, state.history, self.keep)
@@ -231,6 +253,7 @@ class Interrupt(Callback):
         if self.requested: raise KeyboardInterrupt
         self.requested = True
     def before_fit(self, state: FitState) -> None:
+        self.requested = False
         if threading.current_thread() is threading.main_thread(): self._old = signal.signal(signal.SIGINT, self._handler)
     def before_step(self, state: FitState) -> None: state.stop = state.stop or self.requested
     def after_fit(self, state: FitState) -> None:

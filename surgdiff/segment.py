@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .data import GROUP_CLASS_NAMES, GROUPINGS, IGNORE, NUM_CLASSES, from_uint8, num_classes, remap, synthetic_scene
 from .io import CheckpointError, Config, load_state, read_config, save_json, save_model_folder
-from .fit import LRSchedule, Recorder, Task, fit, torch_threads
+from .fit import Callback, LRSchedule, Task, fit, torch_threads
 
 # %% auto #0
 __all__ = ['TRAIN_SEEDS', 'HELDOUT_SEED_OFFSET', 'SHIPPED_SEGMENTERS', 'KIND', 'confusion_matrix', 'scores_from_confusion',
@@ -276,6 +276,13 @@ class SegmenterTask(Task):
         opt.step()
         return {"loss": loss}
 
+class _AppendLoss(Callback):
+    "Append each step's loss to a list as it is taken (a run that stops early keeps what it did)."
+    def __init__(self, losses: list[float]): self.losses = losses
+    def after_step(self, state) -> None:
+        self.losses.append(state.logs["loss"])
+        if state.done % 10 == 1 or state.done == state.steps: state.bar.set_postfix(loss=f"{state.logs['loss']:.3f}")
+
 def _train(data, config, steps, batch_size, lr, seed, weight_decay, augment, losses, progress) -> Segmenter:
     pairs = _Pairs(data, config.grouping)
     with torch.random.fork_rng():                   # seeded weights without touching the global RNG
@@ -296,9 +303,9 @@ def _train(data, config, steps, batch_size, lr, seed, weight_decay, augment, los
 
     warmup = min(100, steps // 10 + 1)
     model.train()
-    state = fit(task, opts, batches, steps, callbacks=[LRSchedule({"optimizer": lr}, lambda s: _lr_factor(s, steps, warmup)),
-                                                       Recorder(log_every=1)], progress=progress, desc="training segmenter")
-    if losses is not None: losses.extend(h["loss"] for h in state.history)
+    fit(task, opts, batches, steps, callbacks=[LRSchedule({"optimizer": lr}, lambda s: _lr_factor(s, steps, warmup)),
+                                               _AppendLoss(losses if losses is not None else [])],
+        progress=progress, desc="training segmenter")
     return model.eval()
 
 # %% ../nbs/06a_segment.ipynb #47473081

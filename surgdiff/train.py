@@ -12,13 +12,15 @@ import torch
 
 # %% auto #0
 __all__ = ['TRAIN_PRESETS', 'SyntheticScenes', 'CachedDataset', 'TrainConfig', 'warmup_factor', 'lr_at', 'ema_decay_at',
-           'bf16_available', 'diffusion_loss', 'save_checkpoint', 'load_checkpoint', 'plot_loss', 'sample_grid',
-           'RunMonitor', 'TrainResult', 'build_dataset', 'preview_labels', 'DiffusionTask', 'train']
+           'bf16_available', 'diffusion_loss', 'plot_loss', 'sample_grid', 'RunMonitor', 'TrainResult', 'build_dataset',
+           'preview_labels', 'DiffusionTask', 'train']
 
 # %% ../nbs/06_train.ipynb #b50d1f9d
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from .io import (CheckpointError, Config, latest_checkpoint, load_training_state, record_resume,
@@ -167,16 +169,6 @@ def diffusion_loss(model: nn.Module, x0: Tensor, label: Tensor, schedule: NoiseS
     target = eps if cfg.prediction == "eps" else v_from_x0_eps(x0, eps, ab)
     return torch.mean((out.float() - target) ** 2)
 
-# %% ../nbs/06_train.ipynb #5cecd7f5
-def save_checkpoint(run: Path, step: int, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
-                    history: list, keep: int = 2) -> Path:
-    "The diffusion trainer's checkpoint: `model`, `ema` and `optimizer` files (see `save_training_state`)."
-    return save_training_state(run, step, {"model": model, "ema": ema}, {"optimizer": opt}, history, keep)
-
-def load_checkpoint(ck: Path, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer | None) -> dict:
-    "Restore model, EMA and optimizer from checkpoint folder `ck`; returns its `state.json`."
-    return load_training_state(ck, {"model": model, "ema": ema}, {"optimizer": opt} if opt is not None else None)
-
 # %% ../nbs/06_train.ipynb #3750b579
 def _in_notebook() -> bool:
     try:
@@ -255,11 +247,15 @@ class DiffusionTask(Task):
     def parts(self) -> dict[str, nn.Module]: return {"model": self.model, "ema": self.ema}
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)}
-    def train_step(self, batch: tuple[Tensor, Tensor], opts: dict, generator: torch.Generator) -> dict[str, Tensor]:
+    def train_step(self, batch: tuple[Tensor, Tensor], opts: dict, generator: torch.Generator | None) -> dict[str, Tensor]:
         x0, label = batch
         self.model.train()
         loss = diffusion_loss(self.net, x0, label, self.model.schedule, self.cfg, generator, self.amp)
-        if not torch.isfinite(loss): return {"loss": loss}  # `fit` stops the run before any weight changes
+        finite = torch.isfinite(loss.detach()).float()
+        if self.net is not self.model:  # DDP: all ranks must agree, or one would skip the gradient all-reduce and hang the rest
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not finite:  # `fit` stops the run before any weight changes
+            return {"loss": loss if not torch.isfinite(loss) else torch.tensor(float("nan"))}  # nan: another rank's loss
         opt = opts["optimizer"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -279,8 +275,6 @@ def train(
         return _train(cfg, resume, progress, dataset, device)
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> TrainResult:
-    import copy
-    import torch.distributed as dist
     rank, world, local = dist_info()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")

@@ -54,13 +54,13 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     full = train(config(tmp_path / "full", steps=24), progress=False)
     out = tmp_path / "killed"
     script = textwrap.dedent(f"""
-        import json, time, surgdiff.train as T
+        import json, time, surgdiff.fit as F
         from surgdiff.train import TrainConfig, train
         cfg = TrainConfig.from_dict(json.loads({json.dumps(config(out, steps=24).to_dict())!r}))
-        orig = T.save_checkpoint
+        orig = F.save_training_state
         def slow_save(*a, **k):  # give the test time to kill between checkpoints
             r = orig(*a, **k); time.sleep(0.6); return r
-        T.save_checkpoint = slow_save
+        F.save_training_state = slow_save  # what fit's Checkpoint callback calls
         train(cfg, progress=False)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script])

@@ -289,10 +289,15 @@ class GANBaseline(nn.Module, Task):
         raise NotImplementedError
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        "Adam for the generator(s) (`optimizer_g`) and for the discriminator(s) (`optimizer_d`)."
         c = self.config
         d_params = [p for d in self.discriminators() for p in d.parameters()]
         return {"optimizer_g": torch.optim.Adam(self.generator_parameters(), lr=c.lr, betas=c.betas),
                 "optimizer_d": torch.optim.Adam(d_params, lr=c.lr_d or c.lr, betas=c.betas)}
+
+    def base_lrs(self) -> dict[str, float]:
+        "Each optimizer's learning rate before the schedule's decay (override with `make_optimizers` if renamed)."
+        return {"optimizer_g": self.config.lr, "optimizer_d": self.config.lr_d or self.config.lr}
 
     def train_step(self, batch: tuple[Tensor, Tensor], opts: dict, generator: torch.Generator) -> dict[str, Tensor]:
         "One update on `batch` = (label maps, images); returns the losses to log."
@@ -304,7 +309,8 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor) -> None:
 def register_baseline(cls: type[GANBaseline]) -> type[GANBaseline]:
     "Class decorator: make the GAN `cls` a baseline under `cls.name` (configs, `baseline_config`, CLI, bench)."
     old = BASELINES.get(cls.name)
-    if not cls.name or (old is not None and old.__qualname__ != cls.__qualname__):  # the same class again: a re-run cell
+    rerun = old is not None and old.__qualname__ == cls.__qualname__ and cls.__module__ in (old.__module__, "__main__")
+    if not cls.name or (old is not None and not rerun):  # the same class defined again (a re-run cell) replaces itself
         raise ValueError(f"a baseline needs a new, non-empty name, not {cls.name!r}")
     BASELINES[cls.name] = cls
     return cls
@@ -386,8 +392,7 @@ def _train_baseline(cfg: BaselineConfig, resume: bool, progress: bool, dataset) 
         idx_img = idx if model.paired else batch_indices(step, len(ds), cfg.batch_size, cfg.seed + 1)  # unpaired: an independent shuffle
         return torch.stack([ds[i][1] for i in idx]), torch.stack([ds[i][0] for i in idx_img])
 
-    base_lr = {name: (cfg.lr_d or cfg.lr) if name == "optimizer_d" else cfg.lr for name in opts}
-    callbacks = [Interrupt(), LRSchedule(base_lr, lambda step: lr_factor(step, cfg)), Recorder(cfg.log_every),
+    callbacks = [Interrupt(), LRSchedule(model.base_lrs(), lambda step: lr_factor(step, cfg)), Recorder(cfg.log_every),
                  Monitor(cfg.sample_every, lambda s: _write_monitor(run, s.history, model.generator, previews, s.done)),
                  Checkpoint(cfg.checkpoint_every, cfg.keep_checkpoints)]
     model.train()
