@@ -462,8 +462,12 @@ def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int] | None) 
 # %% ../nbs/00_data.ipynb #25bd9c93
 class CaDISDataset(Dataset):
     "Image/label pairs of a CaDIS tree (real or synthetic): `(image 3×H×W in [-1,1], label H×W long)`."
-    def __init__(self, root: str | Path, split: str = "train", videos: Sequence[int] | None = None,
-                 grouping: str | int | None = None, size: tuple[int, int] | None = (270, 480)):
+    def __init__(self,
+                 root: str | Path,  # the CaDIS folder (Video01/, Video02/, … each with Images/ and Labels/)
+                 split: str = "train",  # "train", "val" or "test": CaDIS's split of the videos
+                 videos: Sequence[int] | None = None,  # a subset of the split's videos (None: all of them)
+                 grouping: str | int | None = None,  # None (36 classes), "exp1", "exp2" or "exp3" (or 1, 2, 3)
+                 size: tuple[int, int] | None = (270, 480)):  # (H, W) to resize to (None: as stored, 540×960)
         self.root, self.split, self.size = Path(root), split, None if size is None else tuple(size)
         self.grouping = _grouping_key(grouping)
         if split not in SPLITS: raise ValueError(f"split must be one of {list(SPLITS)}, not {split!r}")

@@ -79,7 +79,10 @@ def _model_from_folder(folder: Path, weights: Path, sha256: str | None) -> Diffu
         raise CheckpointError(f"{folder / 'config.json'} is not a valid surgdiff model config: {err}") from None
     return load_state(model, weights, sha256).eval()
 
-def load_pretrained(name_or_path: str | Path = "demo", device: str | torch.device = "cpu") -> DiffusionModel:
+def load_pretrained(
+    name_or_path: str | Path = "demo",  # "demo" (shipped in the package), a model folder or a run folder (its latest EMA)
+    device: str | torch.device = "cpu",  # where to put the model
+) -> DiffusionModel:  # in eval mode, with its schedule and recommended sampling settings
     "A ready `DiffusionModel` (eval mode, EMA weights) from `'demo'`, a model folder or a run folder."
     path = ASSETS / "demo" if str(name_or_path) == "demo" else Path(name_or_path)
     if not path.exists():

@@ -37,8 +37,12 @@ from .fit import (EMA, Checkpoint, Interrupt, LRSchedule, Monitor, Recorder, Syn
 # %% ../nbs/06_train.ipynb #01010f46
 class SyntheticScenes(torch.utils.data.Dataset):
     "`n` synthetic cataract scenes (seeds `seed_offset … seed_offset+n-1`) rendered once and kept as uint8."
-    def __init__(self, n: int, size: tuple[int, int] = (64, 64), seed_offset: int = 0, grouping: str | None = None,
-                 progress: bool = False):
+    def __init__(self,
+                 n: int,  # how many scenes
+                 size: tuple[int, int] = (64, 64),  # (H, W) of each scene
+                 seed_offset: int = 0,  # the first scene's seed
+                 grouping: str | None = None,  # remap the labels to this grouping (None: the 36 CaDIS classes)
+                 progress: bool = False):  # a progress bar while rendering
         from tqdm.auto import tqdm
         pairs = [synthetic_scene(seed_offset + i, size) for i in tqdm(range(n), desc="rendering scenes", disable=not progress)]
         self.images = torch.from_numpy(np.stack([p[0] for p in pairs]))  # uint8 (N, H, W, 3)
@@ -50,7 +54,7 @@ class SyntheticScenes(torch.utils.data.Dataset):
 
 class CachedDataset(torch.utils.data.Dataset):
     "Wrap a data set so each item is read (and resized) from disk only once."
-    def __init__(self, ds): self.ds, self.cache = ds, {}
+    def __init__(self, ds: torch.utils.data.Dataset): self.ds, self.cache = ds, {}  # `ds`: any indexable of (image, label)
     def __len__(self) -> int: return len(self.ds)
     def __getitem__(self, i: int):
         if i not in self.cache:

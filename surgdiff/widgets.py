@@ -246,13 +246,18 @@ class NoisingExplorer(W.VBox):
             ax.set_title(f"t={t}  ᾱ={ab:.3g}", fontsize=8)
         return fig
 
-def noising_explorer(image: np.ndarray | None = None, schedule: str = "linear-2000", t: int | None = None,
-                     model="demo", label: np.ndarray | None = None, seed: int = 0, noise_seed: int = 0,
-                     size: tuple[int, int] | None = None, fallback: bool = True) -> NoisingExplorer:
-    """Slide t over [0, T-1] and watch x_t, the ᾱ/log-SNR curves, the pixel histogram and the model's x̂0.
-
-    image: uint8 H×W×3 (default: synthetic scene `seed`, whose label map the model is given); model: 'demo',
-    a folder, a model, or None for no x̂0 panel. The noise is fixed by `noise_seed` while t moves."""
+def noising_explorer(
+    image: np.ndarray | None = None,  # uint8 H×W×3 to noise (None: synthetic scene `seed`, whose label map the model gets)
+    schedule: str = "linear-2000",  # the noise schedule: one of `SCHEDULE_NAMES`
+    t: int | None = None,  # the starting timestep (None: 0, the clean image)
+    model="demo",  # 'demo', a model/run folder, a model, or None for no x̂0 panel
+    label: np.ndarray | None = None,  # H×W CaDIS ids of `image` for the model's x̂0 (None: the scene's own)
+    seed: int = 0,  # the synthetic scene drawn when `image` is None
+    noise_seed: int = 0,  # fixes ε while t moves
+    size: tuple[int, int] | None = None,  # (H, W) of the drawn scene (None: the model's size)
+    fallback: bool = True,  # outside a kernel, print a note and show the static figure
+) -> NoisingExplorer:  # a widget: slide t and watch x_t, the ᾱ/log-SNR curves, the histogram and x̂0
+    "Slide t over [0, T-1] and watch x_t, the ᾱ/log-SNR curves, the pixel histogram and the model's x̂0."
     if schedule not in SCHEDULE_NAMES: raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, not {schedule!r}")
     model = _load_model(model)
     if image is None:
@@ -368,14 +373,21 @@ class DenoisingExplorer(W.VBox):
                 ax.imshow(picture(imgs[i])); ax.axis("off"); ax.set_title(f"{name}, t={traj.t[i]}", fontsize=8)
         return fig
 
-def denoising_explorer(model="demo", label: np.ndarray | None = None, steps: int | None = None,
-                       sampler: str | None = None, eta: float | None = None, spacing: str | None = None,
-                       guidance: float | None = None, seed: int = 0, label_seed: int = 2_000_000,
-                       clip: float | None = None, run: bool = False,
-                       fallback: bool = True) -> DenoisingExplorer:
-    """Sampler, steps, η, spacing, guidance and seed; Run samples with a progress bar; a scrubber shows x_t and x̂0.
-
-    label: H×W CaDIS ids (default: the label map of synthetic scene `label_seed`, one of the bundled ones)."""
+def denoising_explorer(
+    model="demo",  # 'demo', a model/run folder or a model
+    label: np.ndarray | None = None,  # H×W CaDIS ids (None: the label map of synthetic scene `label_seed`)
+    steps: int | None = None,  # sampling steps (None: the model's recommendation)
+    sampler: str | None = None,  # a registered sampler (None: the model's recommendation)
+    eta: float | None = None,  # DDIM noise, 0..1 (None: the model's recommendation)
+    spacing: str | None = None,  # where the steps fall (None: the model's recommendation)
+    guidance: float | None = None,  # classifier-free guidance scale s (None: the model's recommendation)
+    seed: int = 0,  # the start noise
+    label_seed: int = 2_000_000,  # the synthetic scene whose label map is used when `label` is None
+    clip: float | None = None,  # x̂0 clipping, 0 = off (None: the model's recommendation)
+    run: bool = False,  # sample at once instead of waiting for the Run button
+    fallback: bool = True,  # outside a kernel, print a note and show the static figure
+) -> DenoisingExplorer:  # a widget: Run samples with a progress bar; a scrubber shows x_t and x̂0 per step
+    "Sampler, steps, η, spacing, guidance and seed; Run samples with a progress bar; a scrubber shows x_t and x̂0."
     model = _load_model(model)
     _, lab = _scene(label, _size_of(model), label_seed)
     st = sampling_settings(model, sampler=sampler, steps=steps, eta=eta, spacing=spacing, guidance=guidance, clip=clip)
@@ -424,10 +436,20 @@ class StepSweep(W.VBox):
         fig.tight_layout()
         return fig
 
-def step_sweep(model="demo", label: np.ndarray | None = None, steps: Sequence[int] = THESIS_STEPS,
-               sampler: str | None = None, eta: float | None = None, guidance: float | None = None, seed: int = 0,
-               label_seed: int = 2_000_000, clip: float | None = None, consistency: bool = True,
-               progress: bool = True, fallback: bool = True) -> StepSweep:
+def step_sweep(
+    model="demo",  # 'demo', a model/run folder or a model
+    label: np.ndarray | None = None,  # H×W CaDIS ids (None: the label map of synthetic scene `label_seed`)
+    steps: Sequence[int] = THESIS_STEPS,  # the step counts, one panel each
+    sampler: str | None = None,  # a registered sampler (None: the model's recommendation)
+    eta: float | None = None,  # DDIM noise, 0..1 (None: the model's recommendation)
+    guidance: float | None = None,  # classifier-free guidance scale s (None: the model's recommendation)
+    seed: int = 0,  # the one start noise every panel begins from
+    label_seed: int = 2_000_000,  # the synthetic scene whose label map is used when `label` is None
+    clip: float | None = None,  # x̂0 clipping, 0 = off (None: the model's recommendation)
+    consistency: bool = True,  # score each panel's label mIoU with the shipped segmenter
+    progress: bool = True,  # a progress bar over the panels
+    fallback: bool = True,  # outside a kernel, print a note and show the static figure
+) -> StepSweep:  # a widget of panels with time and label mIoU each
     "One start noise sampled with each of `steps` (the thesis's Figure 18), with time and label mIoU per panel."
     if not steps or any(int(s) < 1 for s in steps): raise ValueError(f"steps must be positive step counts, not {steps}")
     model = _load_model(model)
@@ -614,14 +636,20 @@ class LabelEditor(W.VBox):
             ax = fig.add_subplot(1, 4, k + 1); ax.imshow(im); ax.axis("off"); ax.set_title(title, fontsize=9)
         return fig
 
-def label_editor(model="demo", label: np.ndarray | None = None, image: np.ndarray | None = None, steps: int = 20,
-                 guidance: float | None = None, style_seed: int = 0, label_seed: int = 2_000_003, clip: float | None = None,
-                 invert_steps: int = 50, generate: bool = False, fallback: bool = True) -> LabelEditor:
-    """Remove/add classes, move/rotate/scale an instrument, change the style seed and guidance, and regenerate.
-
-    With `image` (uint8 H×W×3, the real image of `label`), the start noise is its DDIM inversion, so edits
-    apply to that image. Default label: synthetic scene `label_seed` at the model's size. Guidance and clip left
-    at None are the model's recommendations."""
+def label_editor(
+    model="demo",  # 'demo', a model/run folder or a model
+    label: np.ndarray | None = None,  # H×W CaDIS ids to edit (None: synthetic scene `label_seed` at the model's size)
+    image: np.ndarray | None = None,  # uint8 H×W×3, the real image of `label`: edits then apply to it (DDIM inversion)
+    steps: int = 20,  # DDIM steps per generation
+    guidance: float | None = None,  # classifier-free guidance scale s (None: the model's recommendation)
+    style_seed: int = 0,  # the start noise (the "style") when there is no `image`
+    label_seed: int = 2_000_003,  # the synthetic scene whose label map is used when `label` is None
+    clip: float | None = None,  # x̂0 clipping, 0 = off (None: the model's recommendation)
+    invert_steps: int = 50,  # DDIM inversion steps for `image`
+    generate: bool = False,  # generate at once instead of waiting for the button
+    fallback: bool = True,  # outside a kernel, print a note and show the static figure
+) -> LabelEditor:  # a widget: remove/add classes, move an instrument, change style and guidance, regenerate
+    "Remove/add classes, move/rotate/scale an instrument, change the style seed and guidance, and regenerate."
     model = _load_model(model)
     _, lab = _scene(label, _size_of(model), label_seed)
     if image is not None:
