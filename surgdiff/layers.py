@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -204,9 +204,9 @@ class LabelPyramid:
         return self._cache[size]
 
 
-def shared_label_encoders(num_classes: int, hidden: int, levels: int) -> nn.ModuleDict:
-    "One `LabelEncoder` per U-Net level, keyed by the level's down-sampling factor ('1', '2', '4', ...)."
-    return nn.ModuleDict({str(2**i): LabelEncoder(num_classes, hidden) for i in range(levels)})
+def shared_label_encoders(num_classes: int, hidden: int, levels: int, only: Sequence[int] | None = None) -> nn.ModuleDict:
+    "One `LabelEncoder` per U-Net level (or per level in `only`), keyed by its down-sampling factor ('1', '2', '4', ...)."
+    return nn.ModuleDict({str(2**i): LabelEncoder(num_classes, hidden) for i in range(levels) if only is None or i in only})
 
 # %% ../nbs/04_spade.ipynb #45d81f96
 class SPADE(nn.Module):

@@ -56,6 +56,7 @@ class UNetConfig(Config):
     spade_shared: bool = False  # one label embedding per resolution, shared by all SPADE layers there
     spade_kernel: int = 3  # kernel of SPADE's gamma/beta convolutions (3 = paper, 1 = cheaper)
     spade_norm: str = "group"  # SPADE's parameter-free norm: "group" | "batch" | "instance"
+    spade_levels: tuple[int, ...] | None = None  # decoder levels with SPADE blocks (0 = full size; None: all, + middle)
 
     def __post_init__(self):
         self.channel_mults, self.attn_resolutions = tuple(self.channel_mults), tuple(self.attn_resolutions)
@@ -67,6 +68,12 @@ class UNetConfig(Config):
             raise ValueError(f"spade_kernel must be 1 or 3, got {self.spade_kernel}")
         if not self.channel_mults or self.num_res_blocks < 1:
             raise ValueError("channel_mults must be non-empty and num_res_blocks >= 1")
+        if self.spade_levels is not None:
+            self.spade_levels = tuple(sorted(set(self.spade_levels)))
+            if not self.spade_levels or not set(self.spade_levels) <= set(range(self.levels)):
+                raise ValueError(f"spade_levels must be a non-empty subset of 0..{self.levels - 1}, got {self.spade_levels}")
+            if self.cond == "concat":
+                raise ValueError("spade_levels chooses where SPADE goes: it needs cond='spade' or 'both'")
 
     @property
     def levels(self) -> int:
@@ -116,18 +123,19 @@ class SR3UNet(nn.Module):
                 side //= 2
 
         mid_attn = SelfAttention(ch, c.num_heads, c.norm_groups, c.zero_init) if c.mid_attention else None
-        self.middle = nn.ModuleList([UNetStep(self._decoder_block(ch, ch), mid_attn),
-                                     UNetStep(self._decoder_block(ch, ch))])
+        coarsest = c.levels - 1
+        self.middle = nn.ModuleList([UNetStep(self._decoder_block(ch, ch, level=coarsest), mid_attn),
+                                     UNetStep(self._decoder_block(ch, ch, level=coarsest))])
 
         self.decoder = nn.ModuleList()  # SPADE blocks in "spade"/"both" mode
         for level, mult in reversed(list(enumerate(c.channel_mults))):
             for _ in range(c.num_res_blocks + 1):
                 out = c.base_channels * mult
-                self.decoder.append(UNetStep(self._decoder_block(ch + skip_channels.pop(), out),
+                self.decoder.append(UNetStep(self._decoder_block(ch + skip_channels.pop(), out, level=level),
                                              self._attention(out, side), takes_skip=True))
                 ch = out
             if level > 0:
-                self.decoder.append(UNetStep(self._decoder_block(ch, ch, resample="up")))
+                self.decoder.append(UNetStep(self._decoder_block(ch, ch, resample="up", level=level)))
                 side *= 2
 
         self.norm_out = nn.GroupNorm(check_groups(ch, c.norm_groups), ch)
@@ -151,9 +159,14 @@ class SR3UNet(nn.Module):
         c = self.config
         return ResBlock(cin, cout, self.emb_dim, c.dropout, c.norm_groups, resample, c.zero_init)
 
-    def _decoder_block(self, cin: int, cout: int, resample: str | None = None) -> ResBlock:
+    def spade_at(self, level: int) -> bool:
+        "Whether the decoder blocks of `level` (0 = full size; the middle is the coarsest) are SPADE blocks."
+        levels = self.config.spade_levels
+        return self.uses_spade and (levels is None or level in levels)
+
+    def _decoder_block(self, cin: int, cout: int, resample: str | None = None, level: int = 0) -> ResBlock:
         "A plain ResBlock, or a SPADEResBlock when `cond` uses SPADE."
-        if not self.uses_spade:
+        if not self.spade_at(level):  # an up-sampling block belongs to the level it starts from
             return self._encoder_block(cin, cout, resample)
         c = self.config
         return SPADEResBlock(cin, cout, self.emb_dim, num_classes=c.num_classes, hidden=c.spade_hidden,
@@ -164,7 +177,9 @@ class SR3UNet(nn.Module):
         c = self.config
         if not (self.uses_spade and c.spade_shared):
             return None
-        return shared_label_encoders(c.num_classes, c.spade_hidden, c.levels)
+        # the levels SPADE layers run at: each chosen level, and the next finer one for its up-sampling block
+        needed = {m for lv in range(c.levels) if self.spade_at(lv) for m in ((lv, lv - 1) if lv > 0 else (lv,))}
+        return shared_label_encoders(c.num_classes, c.spade_hidden, c.levels, sorted(needed))
 
     def _check_inputs(self, x_t: Tensor, alpha_bar) -> Tensor:
         c = self.config

@@ -286,3 +286,19 @@ def test_configs_written_before_the_attn_side_rename_still_load():
     assert UNetConfig.from_dict(old) == UNetConfig(**MICRO)
     with pytest.raises(ValueError, match="unknown UNetConfig fields"):
         UNetConfig.from_dict({**old, "attn_side": 16})  # both names at once: the old one is not silently dropped
+
+
+@pytest.mark.parametrize("levels", [None, (0,), (1,), (0, 1)])
+def test_spade_at_chosen_levels_uses_every_parameter(levels):
+    "SPADE only where asked (the thesis's 'selected' decoder blocks); every parameter still gets a gradient (DDP-safe)."
+    from surgdiff.layers import SPADEResBlock
+    cfg = UNetConfig(**{**MICRO, "cond": "both", "zero_init": False, "spade_levels": levels, "spade_shared": True})
+    model = SR3UNet(cfg)
+    spade_blocks = [s for s in [*model.middle, *model.decoder] if isinstance(s.block, SPADEResBlock)]
+    everywhere = [*model.middle, *model.decoder]
+    assert (len(spade_blocks) == len(everywhere)) == (levels is None or levels == (0, 1))
+    out = model(torch.randn(2, 3, 16, 16), torch.tensor([0.3, 0.7]), torch.randint(0, 36, (2, 16, 16)))
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with pytest.raises(ValueError, match="spade_levels"):
+        UNetConfig(**{**MICRO, "cond": "both", "spade_levels": (5,)})
