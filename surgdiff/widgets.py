@@ -12,6 +12,7 @@ from typing import Sequence
 
 import ipywidgets as W
 import numpy as np
+from fastcore.basics import patch  # nbdev's way to write one class over several cells
 import torch
 import matplotlib
 import matplotlib.pyplot as plt
@@ -204,28 +205,6 @@ class NoisingExplorer(W.VBox):
     @property
     def alpha_bar(self) -> float: return float(self.schedule.alpha_bar[self.t])
 
-    def refresh(self):
-        "Recompute x_t for the current t, schedule and noise, and redraw every panel."
-        start = time.perf_counter()
-        t, ab = self.t, self.alpha_bar
-        self.x_t = q_sample(self.x0, torch.tensor([ab]), self.eps).float()
-        self.xt_image.value = png_bytes(self.x_t, self.scale)
-        self._m1.set_data([t], [ab]); self._m2.set_data([t], [float(self.schedule.log_snr[t])])
-        hist, _ = np.histogram(self.x_t.numpy().ravel(), self._bins, density=True)
-        self._hist.set_data(hist)
-        self.plot_image.value = self._plot_png()
-        model_ms = 0.0
-        if self.model is not None and self.show_x0_pred.value:
-            m0 = time.perf_counter()
-            self.x0_pred = self.predict_x0()
-            self.x0_pred_image.value = png_bytes(self.x0_pred, self.scale)
-            model_ms = (time.perf_counter() - m0) * 1000
-        self.last_update_ms = (time.perf_counter() - start) * 1000
-        self.updates += 1
-        self.status.value = (f"t = {t} of {self.schedule.T - 1} · ᾱ_t = {ab:.4g} · log SNR = "
-                             f"{float(self.schedule.log_snr[t]):+.2f} · std(x_t) = {self.x_t.std():.3f} · "
-                             f"redrawn in {self.last_update_ms:.0f} ms (model call {model_ms:.0f} ms)")
-
     @torch.no_grad()
     def predict_x0(self) -> Tensor:
         "The model's x̂0 from the current x_t (one network call), clamped to [-1, 1]."
@@ -233,18 +212,6 @@ class NoisingExplorer(W.VBox):
         ab = torch.tensor([self.alpha_bar])
         out = self.model(self.x_t, ab, lab)
         return predict_x0_eps(self.x_t.double(), out.double(), ab.double(), getattr(self.model, "prediction", "eps"))[0].float().clamp(-1, 1)
-
-    def static_figure(self, ts: Sequence[int] | None = None, pyplot: bool = False) -> Figure:
-        "x_t at a few timesteps (default: 0, T/4, T/2, 3T/4, T-1) in one figure, for consoles and papers."
-        T = self.schedule.T
-        ts = list(ts) if ts is not None else [0, T // 4, T // 2, 3 * T // 4, T - 1]
-        fig = _new_figure((2 * len(ts), 2.2), pyplot)
-        for k, t in enumerate(ts):
-            ax = fig.add_subplot(1, len(ts), k + 1)
-            ab = float(self.schedule.alpha_bar[t])
-            ax.imshow(picture(q_sample(self.x0, torch.tensor([ab]), self.eps))); ax.axis("off")
-            ax.set_title(f"t={t}  ᾱ={ab:.3g}", fontsize=8)
-        return fig
 
 def noising_explorer(
     image: np.ndarray | None = None,  # uint8 H×W×3 to noise (None: synthetic scene `seed`, whose label map the model gets)
@@ -270,6 +237,44 @@ def noising_explorer(
     ex = NoisingExplorer(image, None if label is None else _scene(label, image.shape[:2], seed)[1], schedule, t,
                          noise_seed, model)
     return _present(ex, fallback)
+
+# %% ../nbs/07_explore.ipynb #6cc9511e
+@patch
+def refresh(self: NoisingExplorer):
+    "Recompute x_t for the current t, schedule and noise, and redraw every panel."
+    start = time.perf_counter()
+    t, ab = self.t, self.alpha_bar
+    self.x_t = q_sample(self.x0, torch.tensor([ab]), self.eps).float()
+    self.xt_image.value = png_bytes(self.x_t, self.scale)
+    self._m1.set_data([t], [ab]); self._m2.set_data([t], [float(self.schedule.log_snr[t])])
+    hist, _ = np.histogram(self.x_t.numpy().ravel(), self._bins, density=True)
+    self._hist.set_data(hist)
+    self.plot_image.value = self._plot_png()
+    model_ms = 0.0
+    if self.model is not None and self.show_x0_pred.value:
+        m0 = time.perf_counter()
+        self.x0_pred = self.predict_x0()
+        self.x0_pred_image.value = png_bytes(self.x0_pred, self.scale)
+        model_ms = (time.perf_counter() - m0) * 1000
+    self.last_update_ms = (time.perf_counter() - start) * 1000
+    self.updates += 1
+    self.status.value = (f"t = {t} of {self.schedule.T - 1} · ᾱ_t = {ab:.4g} · log SNR = "
+                         f"{float(self.schedule.log_snr[t]):+.2f} · std(x_t) = {self.x_t.std():.3f} · "
+                         f"redrawn in {self.last_update_ms:.0f} ms (model call {model_ms:.0f} ms)")
+
+# %% ../nbs/07_explore.ipynb #135e2dfd
+@patch
+def static_figure(self: NoisingExplorer, ts: Sequence[int] | None = None, pyplot: bool = False) -> Figure:
+    "x_t at a few timesteps (default: 0, T/4, T/2, 3T/4, T-1) in one figure, for consoles and papers."
+    T = self.schedule.T
+    ts = list(ts) if ts is not None else [0, T // 4, T // 2, 3 * T // 4, T - 1]
+    fig = _new_figure((2 * len(ts), 2.2), pyplot)
+    for k, t in enumerate(ts):
+        ax = fig.add_subplot(1, len(ts), k + 1)
+        ab = float(self.schedule.alpha_bar[t])
+        ax.imshow(picture(q_sample(self.x0, torch.tensor([ab]), self.eps))); ax.axis("off")
+        ax.set_title(f"t={t}  ᾱ={ab:.3g}", fontsize=8)
+    return fig
 
 # %% ../nbs/07_explore.ipynb #be63addb
 class DenoisingExplorer(W.VBox):
@@ -313,65 +318,8 @@ class DenoisingExplorer(W.VBox):
         return (self.sampler.value, int(self.steps.value), eta, self.spacing.value, float(self.guidance.value),
                 int(self.seed.value))
 
-    def run(self) -> dict:
-        "Sample with the current settings (or take the cached run) and show its last step."
-        key = self.settings()
-        if key not in self.cache:
-            sampler, steps, eta, spacing, guidance, seed = key
-            self.progress.max, self.progress.value, self.progress.bar_style = steps, 0, ""
-            self.run_button.disabled = True
-            start = time.perf_counter()
-            try:
-                x, traj = sample(counting_model(self.model, self.progress), _model_label(self.model, self.label), sampler=sampler,
-                                 steps=steps, eta=eta, spacing=spacing, guidance=guidance,
-                                 generator=torch.Generator().manual_seed(seed), return_trajectory=True,
-                                 progress=False, schedule=self.model.schedule, prediction=self.model.prediction,
-                                 clip=self.clip, device="cpu")
-            except ValueError as err:   # e.g. more steps than the schedule has: say so, keep what was shown
-                self.progress.bar_style = "danger"
-                self.status.value = f"<span style='color:#b00'>cannot run: {err}</span>"
-                return {}
-            finally:
-                self.run_button.disabled = False
-            self.progress.bar_style = "success"
-            self.runs += 1
-            self.cache[key] = dict(result=png_bytes(x, self.scale), image=picture(x), trajectory=traj,
-                                   seconds=time.perf_counter() - start,
-                                   x_t=[png_bytes(v, self.scale) for v in traj.x_t],
-                                   x0=[png_bytes(v, self.scale) for v in traj.x0])
-        self.current = self.cache[key]
-        self.result_image.value = self.current["result"]
-        n = len(self.current["x_t"])
-        with self.scrubber.hold_trait_notifications():
-            self.scrubber.disabled, self.scrubber.max = False, n - 1
-        if self.scrubber.value != n - 1: self.scrubber.value = n - 1
-        else: self.show_step(n - 1)
-        return self.current
-
     @property
     def trajectory(self): return self.current["trajectory"] if self.current else None
-
-    def show_step(self, i: int):
-        "Show step i of the current trajectory (no network call)."
-        if not self.current: return
-        traj = self.current["trajectory"]
-        self.xt_image.value, self.x0_image.value = self.current["x_t"][i], self.current["x0"][i]
-        s = self.settings()
-        self.status.value = (f"step {i + 1} of {len(traj)} · t = {traj.t[i]} · ᾱ_t = {traj.alpha_bar[i]:.4g} · "
-                             f"run took {self.current['seconds']:.1f} s · {s[0]}, η = {s[2]}, {s[3]} spacing, "
-                             f"guidance {s[4]}, seed {s[5]}")
-
-    def static_figure(self, n: int = 6, pyplot: bool = False) -> Figure:
-        "x_t (top) and x̂0 (bottom) at `n` evenly spread steps of the current run (running it if needed)."
-        run = self.current or self.run()
-        traj = run["trajectory"]
-        idx = np.linspace(0, len(traj) - 1, min(n, len(traj))).round().astype(int)
-        fig = _new_figure((1.8 * len(idx), 3.8), pyplot)
-        for k, i in enumerate(idx):
-            for row, (imgs, name) in enumerate([(traj.x_t, "x_t"), (traj.x0, "x̂0")]):
-                ax = fig.add_subplot(2, len(idx), row * len(idx) + k + 1)
-                ax.imshow(picture(imgs[i])); ax.axis("off"); ax.set_title(f"{name}, t={traj.t[i]}", fontsize=8)
-        return fig
 
 def denoising_explorer(
     model="demo",  # 'demo', a model/run folder or a model
@@ -394,6 +342,69 @@ def denoising_explorer(
     ex = DenoisingExplorer(model, lab, st["steps"], st["sampler"], st["eta"], st["spacing"], st["guidance"], seed, st["clip"])
     if run: ex.run()
     return _present(ex, fallback)
+
+# %% ../nbs/07_explore.ipynb #ef7c92de
+@patch
+def run(self: DenoisingExplorer) -> dict:
+    "Sample with the current settings (or take the cached run) and show its last step."
+    key = self.settings()
+    if key not in self.cache:
+        sampler, steps, eta, spacing, guidance, seed = key
+        self.progress.max, self.progress.value, self.progress.bar_style = steps, 0, ""
+        self.run_button.disabled = True
+        start = time.perf_counter()
+        try:
+            x, traj = sample(counting_model(self.model, self.progress), _model_label(self.model, self.label), sampler=sampler,
+                             steps=steps, eta=eta, spacing=spacing, guidance=guidance,
+                             generator=torch.Generator().manual_seed(seed), return_trajectory=True,
+                             progress=False, schedule=self.model.schedule, prediction=self.model.prediction,
+                             clip=self.clip, device="cpu")
+        except ValueError as err:   # e.g. more steps than the schedule has: say so, keep what was shown
+            self.progress.bar_style = "danger"
+            self.status.value = f"<span style='color:#b00'>cannot run: {err}</span>"
+            return {}
+        finally:
+            self.run_button.disabled = False
+        self.progress.bar_style = "success"
+        self.runs += 1
+        self.cache[key] = dict(result=png_bytes(x, self.scale), image=picture(x), trajectory=traj,
+                               seconds=time.perf_counter() - start,
+                               x_t=[png_bytes(v, self.scale) for v in traj.x_t],
+                               x0=[png_bytes(v, self.scale) for v in traj.x0])
+    self.current = self.cache[key]
+    self.result_image.value = self.current["result"]
+    n = len(self.current["x_t"])
+    with self.scrubber.hold_trait_notifications():
+        self.scrubber.disabled, self.scrubber.max = False, n - 1
+    if self.scrubber.value != n - 1: self.scrubber.value = n - 1
+    else: self.show_step(n - 1)
+    return self.current
+
+# %% ../nbs/07_explore.ipynb #39e6c1b0
+@patch
+def show_step(self: DenoisingExplorer, i: int):
+    "Show step i of the current trajectory (no network call)."
+    if not self.current: return
+    traj = self.current["trajectory"]
+    self.xt_image.value, self.x0_image.value = self.current["x_t"][i], self.current["x0"][i]
+    s = self.settings()
+    self.status.value = (f"step {i + 1} of {len(traj)} · t = {traj.t[i]} · ᾱ_t = {traj.alpha_bar[i]:.4g} · "
+                         f"run took {self.current['seconds']:.1f} s · {s[0]}, η = {s[2]}, {s[3]} spacing, "
+                         f"guidance {s[4]}, seed {s[5]}")
+
+# %% ../nbs/07_explore.ipynb #204c0ef4
+@patch
+def static_figure(self: DenoisingExplorer, n: int = 6, pyplot: bool = False) -> Figure:
+    "x_t (top) and x̂0 (bottom) at `n` evenly spread steps of the current run (running it if needed)."
+    run = self.current or self.run()
+    traj = run["trajectory"]
+    idx = np.linspace(0, len(traj) - 1, min(n, len(traj))).round().astype(int)
+    fig = _new_figure((1.8 * len(idx), 3.8), pyplot)
+    for k, i in enumerate(idx):
+        for row, (imgs, name) in enumerate([(traj.x_t, "x_t"), (traj.x0, "x̂0")]):
+            ax = fig.add_subplot(2, len(idx), row * len(idx) + k + 1)
+            ax.imshow(picture(imgs[i])); ax.axis("off"); ax.set_title(f"{name}, t={traj.t[i]}", fontsize=8)
+    return fig
 
 # %% ../nbs/07_explore.ipynb #a06e898d
 def _miou(image: np.ndarray, label: np.ndarray) -> float:
@@ -603,39 +614,6 @@ class LabelEditor(W.VBox):
             self._cache[key] = picture(x)
         return self._cache[key]
 
-    def generate(self) -> tuple[np.ndarray, np.ndarray]:
-        "Sample the original and the edited label map from the same start noise; returns (original, edited)."
-        steps = self.invert_steps if self.real is not None else self.steps
-        self.progress.value, self.progress.max = 0, 2 * steps
-        self.generate_button.disabled = True
-        try:
-            x_T = self.x_T()
-            self.original = self.real if self.real is not None else self._sample(self.base, x_T)
-            self.edited = self._sample(self.label, x_T)
-        finally:
-            self.generate_button.disabled = False
-        self.generations += 1
-        diff = np.abs(self.edited.astype(np.int16) - self.original.astype(np.int16)).max(-1).astype(np.uint8)
-        self.original_image.value = png_bytes(self.original, self.scale)
-        self.edited_image.value = png_bytes(self.edited, self.scale)
-        self.diff_image.value = png_bytes(np.repeat(diff[..., None], 3, -1), self.scale)
-        region = ndimage.binary_dilation(self.label != self.base, iterations=2)
-        self.change_inside = float(diff[region].mean()) if region.any() else float("nan")
-        self.change_outside = float(diff[~region].mean()) if (~region).any() else float("nan")
-        self.status.value = (f"mean |difference| inside the edited region (±2 px): {self.change_inside:.1f}, "
-                             f"outside: {self.change_outside:.1f} (0–255)")
-        return self.original, self.edited
-
-    def static_figure(self, pyplot: bool = False) -> Figure:
-        "Label maps and images before and after the current edit (generating if needed)."
-        if not hasattr(self, "edited"): self.generate()
-        fig = _new_figure((10, 2.4), pyplot)
-        panels = [(colorize(self.base), "label map"), (colorize(self.label), "edited"), (self.original, "original"),
-                  (self.edited, "regenerated")]
-        for k, (im, title) in enumerate(panels):
-            ax = fig.add_subplot(1, 4, k + 1); ax.imshow(im); ax.axis("off"); ax.set_title(title, fontsize=9)
-        return fig
-
 def label_editor(
     model="demo",  # 'demo', a model/run folder or a model
     label: np.ndarray | None = None,  # H×W CaDIS ids to edit (None: synthetic scene `label_seed` at the model's size)
@@ -660,3 +638,40 @@ def label_editor(
     ed = LabelEditor(model, lab, image, steps, st["guidance"], style_seed, st["clip"], invert_steps=invert_steps)
     if generate: ed.generate()
     return _present(ed, fallback)
+
+# %% ../nbs/07_explore.ipynb #ca6ab43e
+@patch
+def generate(self: LabelEditor) -> tuple[np.ndarray, np.ndarray]:
+    "Sample the original and the edited label map from the same start noise; returns (original, edited)."
+    steps = self.invert_steps if self.real is not None else self.steps
+    self.progress.value, self.progress.max = 0, 2 * steps
+    self.generate_button.disabled = True
+    try:
+        x_T = self.x_T()
+        self.original = self.real if self.real is not None else self._sample(self.base, x_T)
+        self.edited = self._sample(self.label, x_T)
+    finally:
+        self.generate_button.disabled = False
+    self.generations += 1
+    diff = np.abs(self.edited.astype(np.int16) - self.original.astype(np.int16)).max(-1).astype(np.uint8)
+    self.original_image.value = png_bytes(self.original, self.scale)
+    self.edited_image.value = png_bytes(self.edited, self.scale)
+    self.diff_image.value = png_bytes(np.repeat(diff[..., None], 3, -1), self.scale)
+    region = ndimage.binary_dilation(self.label != self.base, iterations=2)
+    self.change_inside = float(diff[region].mean()) if region.any() else float("nan")
+    self.change_outside = float(diff[~region].mean()) if (~region).any() else float("nan")
+    self.status.value = (f"mean |difference| inside the edited region (±2 px): {self.change_inside:.1f}, "
+                         f"outside: {self.change_outside:.1f} (0–255)")
+    return self.original, self.edited
+
+# %% ../nbs/07_explore.ipynb #213934b1
+@patch
+def static_figure(self: LabelEditor, pyplot: bool = False) -> Figure:
+    "Label maps and images before and after the current edit (generating if needed)."
+    if not hasattr(self, "edited"): self.generate()
+    fig = _new_figure((10, 2.4), pyplot)
+    panels = [(colorize(self.base), "label map"), (colorize(self.label), "edited"), (self.original, "original"),
+              (self.edited, "regenerated")]
+    for k, (im, title) in enumerate(panels):
+        ax = fig.add_subplot(1, 4, k + 1); ax.imshow(im); ax.axis("off"); ax.set_title(title, fontsize=9)
+    return fig
