@@ -6,6 +6,12 @@ subprocess, where ipywidgets render as widgets instead of falling back to static
 and exits non-zero if any cell raised.
 
     python tests/execute_notebooks.py [--slow] [--timeout 600] [NOTEBOOK ...]
+    python tests/execute_notebooks.py --write [NOTEBOOK ...]   # the committed outputs: slow cells included
+
+`--write` is how the notebooks' committed outputs are made: every cell runs (slow ones too), the outputs and the
+widgets' state are saved into the notebook, `nbdev_clean` tidies it, and the notebook's metadata records
+`inputs_sha256()` — a hash of its cells and of everything its outputs depend on (the package, its assets, the
+recorded benchmark tables). `tests/test_course.py` recomputes the hash: outputs older than their inputs fail CI.
 """
 import argparse
 import json
@@ -13,11 +19,53 @@ import sys
 import time
 from pathlib import Path
 
+import hashlib
+import subprocess
+
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
+METADATA_KEY = "surgdiff"  # settings.ini's allowed_metadata_keys keeps it through nbdev_clean
+
+
+def cells_sha256(nb) -> str:
+    "A hash of a notebook's cells as written: their types and sources, in order (outputs and ids excluded)."
+    h = hashlib.sha256()
+    for c in nb["cells"]:
+        source = c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+        h.update(f"{c['cell_type']}\0{source}\0".encode())
+    return h.hexdigest()
+
+
+def inputs_files() -> list[Path]:
+    "What a notebook's outputs depend on besides its cells: the package (code, assets) and the recorded tables."
+    files = [p for p in (ROOT / "surgdiff").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    files += list((ROOT / "benchmarks").rglob("*.json"))
+    return sorted(files)
+
+
+def package_sha256() -> str:
+    h = hashlib.sha256()
+    for p in inputs_files():
+        h.update(p.relative_to(ROOT).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def write_outputs(path: Path, timeout: int) -> float:
+    "Execute every cell of one notebook and save it with its outputs, widget state and input hashes."
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - start
+    nb.metadata[METADATA_KEY] = {"cells_sha256": cells_sha256(nb), "package_sha256": package_sha256(),
+                                 "seconds": round(seconds, 1), "command": "python tests/execute_notebooks.py --write"}
+    nbformat.write(nb, path)
+    subprocess.run([str(Path(sys.executable).parent / "nbdev_clean"), "--fname", str(path)], check=True, cwd=ROOT)
+    return seconds
 
 
 def is_slow(cell) -> bool:
@@ -40,19 +88,21 @@ def main(argv=None) -> int:
     p.add_argument("--slow", action="store_true", help="also run '#| slow' cells")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write the times to this JSON file")
+    p.add_argument("--write", action="store_true", help="run every cell (slow ones too) and save the outputs into "
+                   "the notebooks, with the hashes tests/test_course.py checks")
     args = p.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "nbs").glob("*.ipynb"))
     times, failed = {}, []
     total_start = time.perf_counter()
     for path in paths:
         try:
-            times[path.name] = execute(path, args.slow, args.timeout)
+            times[path.name] = write_outputs(path, args.timeout) if args.write else execute(path, args.slow, args.timeout)
             print(f"{path.name:28s} {times[path.name]:7.1f} s", flush=True)
         except CellExecutionError as err:
             failed.append(path.name)
             print(f"{path.name:28s} FAILED\n{str(err)[-3000:]}", flush=True)
     total = time.perf_counter() - total_start
-    print(f"{'total':28s} {total:7.1f} s for {len(paths)} notebooks ({'with' if args.slow else 'without'} slow cells)")
+    print(f"{'total':28s} {total:7.1f} s for {len(paths)} notebooks ({'with' if args.slow or args.write else 'without'} slow cells)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"seconds": times, "total": total, "slow": args.slow, "failed": failed}, indent=2))
