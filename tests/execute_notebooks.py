@@ -40,9 +40,9 @@ def cells_sha256(nb) -> str:
 
 
 def inputs_files() -> list[Path]:
-    "What a notebook's outputs depend on besides its cells: the package (code, assets) and the recorded tables."
+    "What a notebook's outputs depend on besides its cells: the package (code, assets), the recorded tables, the figure style."
     files = [p for p in (ROOT / "surgdiff").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    files += list((ROOT / "benchmarks").rglob("*.json"))
+    files += list((ROOT / "benchmarks").rglob("*.json")) + [ROOT / "nbs" / "matplotlibrc"]
     return sorted(files)
 
 
