@@ -108,6 +108,8 @@ def test_two_processes_under_torchrun_train_one_model(tmp_path):
     "DDP on the CPU (gloo): both ranks take every step, only rank 0 writes, and the run loads."
     script = tmp_path / "ddp.py"
     script.write_text(textwrap.dedent(f"""
+        import os
+        from pathlib import Path
         import torch
         from surgdiff.train import TrainConfig, train
         torch.set_num_threads(1)
@@ -115,12 +117,13 @@ def test_two_processes_under_torchrun_train_one_model(tmp_path):
                      norm_groups=4, dropout=0.0, spade_hidden=8)
         res = train(TrainConfig(model=micro, image_size=(16, 16), synthetic_scenes=8, steps=3, batch_size=2, log_every=1,
                                 sample_every=0, checkpoint_every=3, bf16=False, out={str(tmp_path / "run")!r}), progress=False)
-        print("RANK_DONE", res.step, float(sum(p.double().sum() for p in res.raw_model.parameters())))
+        done = f"{{res.step}} {{float(sum(p.double().sum() for p in res.raw_model.parameters()))}}"
+        Path({str(tmp_path)!r}, "rank" + os.environ["RANK"] + ".txt").write_text(done)  # stdout of two ranks interleaves
     """))
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    done = [line.split() for line in out.stdout.splitlines() if line.startswith("RANK_DONE")]
-    assert len(done) == 2 and {d[1] for d in done} == {"3"}
-    assert done[0][2] == done[1][2]  # DDP keeps the ranks' weights identical
+    done = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
+    assert {d[0] for d in done} == {"3"}
+    assert done[0][1] == done[1][1]  # DDP keeps the ranks' weights identical
     assert json.loads((tmp_path / "run" / "latest.json").read_text())["step"] == 3
