@@ -19,6 +19,7 @@ from . import bench
 from .baselines import BASELINES, BaselineConfig, baseline_config, train_baseline
 from .io import atomic_dir, load_json
 from .model import ASSETS, load_pretrained
+from .cascade import Cascade
 from .fit import TrainingDiverged
 from .train import TRAIN_PRESETS, TrainConfig, train
 from .samplers import LEVEL_SPACINGS, SAMPLERS, THESIS_STEPS, sample, sampling_settings
@@ -26,7 +27,7 @@ from .data import (SPLITS, colorize, contact_sheet, frame_name, read_label, to_u
                            video_dir, write_synthetic_cadis)
 
 # %% auto #0
-__all__ = ['CLIError', 'atomic_output_dir', 'cmd_synth', 'cmd_train', 'bundled_labels', 'generate', 'cmd_sample',
+__all__ = ['DEMO_STAGES', 'CLIError', 'atomic_output_dir', 'cmd_synth', 'cmd_train', 'bundled_labels', 'generate', 'cmd_sample',
            'cmd_make_dataset', 'cmd_train_baseline', 'cmd_bench', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #62ae0f8c
@@ -94,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # %% ../nbs/90_cli.ipynb #84e904fc
 def bundled_labels() -> list[Path]:
-    "The label maps shipped with the package: held-out synthetic scenes at the demo model's size."
+    "The label maps shipped with the package: held-out synthetic scenes (seeds 2000000..2000007) at the cascade's 256x448."
     return sorted((ASSETS / "labels").glob("*.png"))
 
 def _label_files(spec: str | None) -> list[Path]:
@@ -144,8 +145,28 @@ def _load_labels(files: list[Path], size: tuple[int, int]) -> np.ndarray:
                                          f"differs from the model's {aspect:.2f})" if stretched else ""))
     return np.stack(out)
 
-def _load_model(spec: str):
-    return load_pretrained(spec)
+DEMO_STAGES = ("demo-sr",)  # what lifts the demo's 64x112 samples when --stages is not given
+
+def _load_model(args: argparse.Namespace):
+    """The base model of `--model`, lifted by `--stages` (default: the demo's stage for the demo, none for other models)
+    up to the stage that makes `--size` (default: the last): a `DiffusionModel` or a `Cascade`."""
+    base = load_pretrained(args.model)
+    specs = args.stages if args.stages is not None else (DEMO_STAGES if args.model == "demo" else ())
+    specs = [] if list(specs) == ["none"] else list(specs)
+    models = [base]
+    for spec in specs:
+        st = load_pretrained(spec)
+        if st.config.lowres_size != models[-1].config.image_size:
+            h, w = models[-1].config.image_size
+            raise CLIError(f"stage {spec} lifts {'x'.join(map(str, st.config.lowres_size or ('?',)))} images but the model "
+                           f"before it makes {h}x{w} ones; give --stages none (or --size {h}x{w}) for that model alone")
+        models.append(st)
+    sizes = [tuple(m.config.image_size) for m in models]
+    if args.size is not None:
+        if tuple(args.size) not in sizes:
+            raise CLIError(f"--size {args.size[0]}x{args.size[1]}: this cascade makes " + ", ".join(f"{h}x{w}" for h, w in sizes))
+        models = models[:sizes.index(tuple(args.size)) + 1]
+    return models[0] if len(models) == 1 else Cascade(models[0], models[1:])
 
 def _sampling_args(args: argparse.Namespace) -> dict:
     "The sampling flags given on the command line (None = the model's recommendation)."
@@ -153,14 +174,18 @@ def _sampling_args(args: argparse.Namespace) -> dict:
                 clip=args.clip)
 
 def generate(model, label: np.ndarray, args: argparse.Namespace, seed: int) -> np.ndarray:
-    "Sample images (uint8 B×H×W×3) for CaDIS label maps `label` (B, H, W) with the options in `args`, in batches."
+    "Sample images (uint8 B×H×W×3) for CaDIS label maps `label` (B, H, W) with a model or a `Cascade`, in batches."
     if args.batch_size < 1: raise CLIError(f"--batch-size must be at least 1, not {args.batch_size}")
     out = []
     lab = model.prepare_label(torch.from_numpy(label.astype(np.int64)))
     g = torch.Generator().manual_seed(seed)
     for i in range(0, len(lab), args.batch_size):
         with torch.no_grad():
-            x = sample(model, lab[i:i + args.batch_size], **_sampling_args(args), generator=g, progress=not args.quiet)
+            if isinstance(model, Cascade):
+                x = model.sample(lab[i:i + args.batch_size], generator=g, stage_steps=args.stage_steps,
+                                 aug_alpha_bar=args.aug, progress=not args.quiet, **_sampling_args(args))
+            else:
+                x = sample(model, lab[i:i + args.batch_size], **_sampling_args(args), generator=g, progress=not args.quiet)
         out.append(to_uint8(x.float(), check_range=False))  # whatever the model made, clipped to [-1, 1]
     return np.concatenate(out)
 
@@ -172,8 +197,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     for f, s in zip(files, stems):
         for name in (f"{s}.png", f"{s}_label.png"): targets.setdefault(name, []).append(f)
     _refuse_clashes(targets)
-    model = _load_model(args.model)
-    labels = _load_labels(files, model.config.image_size)
+    model = _load_model(args)
+    labels = _load_labels(files, model.image_size)
     with atomic_output_dir(args.out) as tmp:
         images = generate(model, labels, args, args.seed)
         for s, img, lab in zip(stems, images, labels):
@@ -181,9 +206,13 @@ def cmd_sample(args: argparse.Namespace) -> None:
             Image.fromarray(img).save(tmp / f"{s}.png")
             Image.fromarray(colorize(lab)).save(tmp / f"{s}_label.png")
         Image.fromarray(contact_sheet(list(images), list(labels), ncols=min(8, len(images)))).save(tmp / "contact_sheet.png")
-    st = sampling_settings(model, **_sampling_args(args))
-    print(f"wrote {len(images)} images ({st['sampler']}, {st['steps']} steps, guidance {st['guidance']}, clip {st['clip']}) and "
-          f"{Path(args.out) / 'contact_sheet.png'}")
+    base = model.base if isinstance(model, Cascade) else model
+    st = sampling_settings(base, **_sampling_args(args))
+    lifted = "" if base is model else "; then " + ", ".join(
+        f"lifted to {s.config.image_size[0]}x{s.config.image_size[1]} ({sampling_settings(s, steps=args.stage_steps)['steps']} "
+        f"steps)" for s in model.stages)
+    print(f"wrote {len(images)} images of {model.image_size[0]}x{model.image_size[1]} ({st['sampler']}, {st['steps']} steps, "
+          f"guidance {st['guidance']}, clip {st['clip']}{lifted}) and {Path(args.out) / 'contact_sheet.png'}")
 
 # %% ../nbs/90_cli.ipynb #2d84f513
 _CADIS_NAME = __import__("re").compile(r"^Video(\d+)_frame(\d+)$")
@@ -192,8 +221,8 @@ def cmd_make_dataset(args: argparse.Namespace) -> None:
     "Write K generated styles per label map as a CaDIS-layout data set."
     if args.per_label < 1: raise CLIError("--per-label must be at least 1")
     files = _label_files(args.labels)
-    model = _load_model(args.model)
-    H, W = model.config.image_size
+    model = _load_model(args)
+    H, W = model.image_size
     _refuse_if_too_big(args.per_label * H * W * 12, f"--per-label {args.per_label}")  # labels (int64) + images, at once
     places, targets = [], {}
     for i, f in enumerate(files):
@@ -203,7 +232,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> None:
         places.append((video, names))
         for n in names: targets.setdefault(f"{video_dir(video)}/Images/{n}", []).append(f)
     _refuse_clashes(targets)
-    labels = _load_labels(files, model.config.image_size)
+    labels = _load_labels(files, model.image_size)
     with atomic_output_dir(args.out) as tmp:
         for i, ((video, names), lab) in enumerate(zip(places, labels)):
             imgs = generate(model, np.repeat(lab[None], args.per_label, 0), args, args.seed * 1_000_003 + i)
@@ -287,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a label-to-image diffusion model; run under 'torchrun --nproc_per_node N "
                                    "-m surgdiff.cli train ...' for several processes/GPUs.")
     t.add_argument("--data", help="a CaDIS root folder, or 'synthetic' (default: what the config says)")
-    t.add_argument("--config", default="demo", help="a TrainConfig JSON file or a preset: demo, tiny, sr3 (default: demo)")
+    t.add_argument("--config", default="demo", help="a TrainConfig JSON file or a preset: " + ", ".join(TRAIN_PRESETS) +
+                   " (default: demo)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     t.add_argument("--out", help="run folder (default: what the config says)")
     t.add_argument("--steps", type=int, help="override the number of training steps")
@@ -299,6 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     def sampling_options(q):
         q.add_argument("--model", default="demo", help="'demo' (shipped), a model folder or a run folder (default: demo)")
+        q.add_argument("--stages", nargs="+", metavar="SPEC", help="super-resolution stages after the model, smallest "
+                       "first: 'demo-sr', model or run folders, or 'none' (default: demo-sr for the demo, none otherwise)")
+        q.add_argument("--size", type=_size, help="stop at the stage that makes this HxW, e.g. 64x112 for the demo alone "
+                       "(default: the last stage's size, 256x448 for the demo)")
+        q.add_argument("--stage-steps", type=int, help="sampling steps of each super-resolution stage (default: the "
+                       "stage's recommendation)")
+        q.add_argument("--aug", type=float, metavar="ALPHA_BAR", help="noise level each stage's input is corrupted to, "
+                       "as alpha_bar in (0, 1]; 1 = clean (default: the stage's recommendation)")
         q.add_argument("--labels", help="a label PNG (CaDIS ids) or a folder of them (default: the bundled label maps)")
         rec = " (default: the model's recommendation, in its config.json)"
         q.add_argument("--steps", type=int, help="sampling steps" + rec)

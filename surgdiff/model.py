@@ -20,7 +20,7 @@ from .samplers import sampling_settings
 from .unet import SR3UNet, UNetConfig
 
 # %% auto #0
-__all__ = ['MODEL_KIND', 'ASSETS', 'DiffusionConfig', 'DiffusionModel', 'load_pretrained', 'export_model']
+__all__ = ['MODEL_KIND', 'ASSETS', 'PRETRAINED', 'DiffusionConfig', 'DiffusionModel', 'load_pretrained', 'export_model']
 
 # %% ../nbs/05a_model.ipynb #9f46bceb
 MODEL_KIND = "surgdiff-diffusion"
@@ -34,14 +34,21 @@ class DiffusionConfig(Config):
     image_size: tuple[int, int] = (64, 64)
     grouping: str | None = None
     sampling: dict = field(default_factory=dict)  # recommended `sample` settings (sampler, steps, guidance, clip, ...)
+    lowres_size: tuple[int, int] | None = None  # a super-resolution stage: the (H, W) of the image it conditions on
+    aug_alpha_bar: float = 1.0  # a super-resolution stage: recommended noise level of its input's augmentation (1 = clean)
 
     def __post_init__(self):
         self.image_size = tuple(self.image_size)
+        if self.lowres_size is not None: self.lowres_size = tuple(self.lowres_size)
+        if isinstance(self.aug_alpha_bar, bool) or not isinstance(self.aug_alpha_bar, (int, float)) or not 0 < self.aug_alpha_bar <= 1:
+            raise ValueError(f"aug_alpha_bar must be a noise level in (0, 1], not {self.aug_alpha_bar!r}")
         sampling_settings(None, **self.sampling)  # validates the names
         self.unet = json.loads(json.dumps(self.unet))  # tuples -> lists, as after a JSON round trip
         if self.prediction not in ("eps", "v", "x0"): raise ValueError(f"prediction must be eps, v or x0, not {self.prediction!r}")
         NoiseSchedule.from_name(self.schedule)  # validates the name
         unet = UNetConfig.from_dict(self.unet)
+        if (self.lowres_size is None) != (unet.image_channels == 0):
+            raise ValueError("a super-resolution stage needs both lowres_size and a U-Net with image_channels > 0")
         if unet.num_classes != num_classes(self.grouping):
             raise ValueError(f"the U-Net takes {unet.num_classes} classes but grouping {self.grouping!r} has "
                              f"{num_classes(self.grouping)}")
@@ -49,7 +56,7 @@ class DiffusionConfig(Config):
     def to_dict(self) -> dict: return {"kind": MODEL_KIND, **asdict(self)}  # a model folder's config.json names its kind
 
 class DiffusionModel(nn.Module):
-    "An `SR3UNet` with its schedule and prediction kind: `model(x_t, alpha_bar, label) -> prediction`."
+    "An `SR3UNet` with its schedule and prediction kind: `model(x_t, alpha_bar, label[, lowres, aug_alpha_bar]) -> prediction`."
     def __init__(self, config: DiffusionConfig):
         super().__init__()
         self.config = config
@@ -65,11 +72,19 @@ class DiffusionModel(nn.Module):
         "Map original CaDIS ids (0..35, 255 = ignore) to this model's grouping."
         return label if self.config.grouping is None else remap(label, self.config.grouping)
 
-    def forward(self, x_t: Tensor, alpha_bar: Tensor, label: Tensor | None = None) -> Tensor:
-        return self.unet(x_t, alpha_bar, label)
+    @property
+    def image_size(self) -> tuple[int, int]: return tuple(self.config.image_size)  # (H, W) of what it draws
+
+    @property
+    def is_stage(self) -> bool: return self.config.lowres_size is not None  # a super-resolution stage (05b_cascade)
+
+    def forward(self, x_t: Tensor, alpha_bar: Tensor, label: Tensor | None = None, lowres: Tensor | None = None,
+                aug_alpha_bar: Tensor | float | None = None) -> Tensor:
+        return self.unet(x_t, alpha_bar, label, lowres, aug_alpha_bar)
 
 # %% ../nbs/05a_model.ipynb #9c3ef9ad
 ASSETS = Path(str(importlib.resources.files("surgdiff"))) / "assets"  #: models and label maps shipped in the package
+PRETRAINED = {"demo": "demo", "demo-sr": "demo_sr"}  #: names `load_pretrained` knows -> folders in ASSETS
 
 def _model_from_folder(folder: Path, weights: Path, sha256: str | None) -> DiffusionModel:
     cfg = read_config(folder, MODEL_KIND)
@@ -80,13 +95,14 @@ def _model_from_folder(folder: Path, weights: Path, sha256: str | None) -> Diffu
     return load_state(model, weights, sha256).eval()
 
 def load_pretrained(
-    name_or_path: str | Path = "demo",  # "demo" (shipped in the package), a model folder or a run folder (its latest EMA)
+    name_or_path: str | Path = "demo",  # "demo" or "demo-sr" (shipped), a model folder or a run folder (its latest EMA)
     device: str | torch.device = "cpu",  # where to put the model
 ) -> DiffusionModel:  # in eval mode, with its schedule and recommended sampling settings
-    "A ready `DiffusionModel` (eval mode, EMA weights) from `'demo'`, a model folder or a run folder."
-    path = ASSETS / "demo" if str(name_or_path) == "demo" else Path(name_or_path)
+    "A ready `DiffusionModel` (eval mode, EMA weights) from a shipped name, a model folder or a run folder."
+    name = str(name_or_path)
+    path = ASSETS / PRETRAINED[name] if name in PRETRAINED else Path(name_or_path)
     if not path.exists():
-        raise CheckpointError(f"no model called {name_or_path!r}: not 'demo' and no folder {path}")
+        raise CheckpointError(f"no model called {name_or_path!r}: not one of {sorted(PRETRAINED)} and no folder {path}")
     if (path / "latest.json").exists():
         ck = latest_checkpoint(path)
         model = _model_from_folder(path / "model", ck / "ema.safetensors", checkpoint_sha256(ck, "ema.safetensors"))

@@ -13,7 +13,7 @@ import torch
 # %% auto #0
 __all__ = ['TRAIN_PRESETS', 'SyntheticScenes', 'CachedDataset', 'TrainConfig', 'warmup_factor', 'lr_at', 'ema_decay_at',
            'bf16_available', 'diffusion_loss', 'plot_loss', 'sample_grid', 'RunMonitor', 'TrainResult', 'build_dataset',
-           'preview_labels', 'DiffusionTask', 'train']
+           'preview_labels', 'random_crops', 'DiffusionTask', 'train']
 
 # %% ../nbs/06_train.ipynb #b50d1f9d
 import copy
@@ -30,6 +30,7 @@ from .data import (CaDISDataset, contact_sheet, from_uint8, num_classes, remap, 
 from .diffusion import NoiseSchedule, q_sample, sample_noise_level, v_from_x0_eps
 from .samplers import drop_labels, sample
 from .model import DiffusionConfig, DiffusionModel
+from .cascade import downsample, lowres_condition
 from .unet import UNetConfig
 from .fit import (EMA, Checkpoint, Interrupt, LRSchedule, Monitor, Recorder, SyncStop, Task, batch_indices,
                           dist_info, fit, torch_threads)
@@ -80,6 +81,9 @@ class TrainConfig(Config):
     prediction: str = "eps"                 # "eps" (SR3, the thesis) or "v"
     label_dropout: float = 0.15             # probability of the null label map (for guidance)
     sampling: dict = field(default_factory=dict)  # recommended sampling settings, saved with the model
+    lowres_size: tuple[int, int] | None = None  # train a super-resolution stage from this (H, W) up to image_size (05b)
+    crop_size: tuple[int, int] | None = None    # train on random crops of this (H, W) (a fully convolutional stage)
+    aug_alpha_bar_min: float = 1.0          # noise-conditioning augmentation: the input's level is drawn from [this, 1]
     steps: int = 10_000
     batch_size: int = 16                    # per process
     lr: float = 2e-4
@@ -100,18 +104,35 @@ class TrainConfig(Config):
 
     def __post_init__(self):
         self.image_size = tuple(self.image_size)
+        if self.lowres_size is not None: self.lowres_size = tuple(self.lowres_size)
+        if self.crop_size is not None: self.crop_size = tuple(self.crop_size)
         if isinstance(self.model, dict): self.model = json.loads(json.dumps(self.model))  # tuples -> lists, as in JSON
         for name in ("steps", "batch_size", "warmup_steps", "log_every", "sample_every", "sample_steps", "checkpoint_every",
                      "keep_checkpoints", "seed", "synthetic_scenes"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int): raise ValueError(f"TrainConfig.{name} must be an integer, not {v!r}")
-        for name in ("lr", "weight_decay", "grad_clip", "ema_decay", "label_dropout"):
+        for name in ("lr", "weight_decay", "grad_clip", "ema_decay", "label_dropout", "aug_alpha_bar_min"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
                 raise ValueError(f"TrainConfig.{name} must be a number, not {v!r}")
         if self.steps < 1 or self.batch_size < 1: raise ValueError("steps and batch_size must be positive")
         if not 0 <= self.label_dropout < 1: raise ValueError(f"label_dropout must be in [0, 1), not {self.label_dropout}")
         if self.prediction not in ("eps", "v"): raise ValueError(f"prediction must be 'eps' or 'v', not {self.prediction!r}")
+        if not 0 < self.aug_alpha_bar_min <= 1: raise ValueError(f"aug_alpha_bar_min must be in (0, 1], not {self.aug_alpha_bar_min}")
+        if self.lowres_size is not None:
+            f = [a / b for a, b in zip(self.image_size, self.lowres_size)]
+            if f[0] != f[1] or f[0] != int(f[0]) or f[0] < 2:
+                raise ValueError(f"image_size {self.image_size} must be lowres_size {self.lowres_size} times an integer >= 2")
+        if self.crop_size is not None:
+            k = self.scale_factor
+            if any(c % k or c > s for c, s in zip(self.crop_size, self.image_size)):
+                raise ValueError(f"crop_size {self.crop_size} must fit in image_size {self.image_size} and be a multiple of "
+                                 f"the scale factor {k}")
+
+    @property
+    def scale_factor(self) -> int:
+        "How many times a super-resolution stage enlarges its input (1 for a base model)."
+        return 1 if self.lowres_size is None else self.image_size[0] // self.lowres_size[0]
 
     def model_config(self) -> DiffusionConfig:
         "The `DiffusionConfig` this run trains."
@@ -119,11 +140,15 @@ class TrainConfig(Config):
         over = {"num_classes": num_classes(self.grouping), "attn_side": min(self.image_size)}  # attention is placed by the smaller side
         if self.cond: over["cond"] = self.cond
         unet = UNetConfig.from_dict({**unet.to_dict(), **over})
-        for side in self.image_size:
+        for side in (*self.image_size, *(self.crop_size or ())):
             if side % unet.size_multiple:
-                raise ValueError(f"image_size {self.image_size} must be multiples of {unet.size_multiple} for this U-Net")
+                raise ValueError(f"image_size {self.image_size} and crop_size {self.crop_size} must be multiples of "
+                                 f"{unet.size_multiple} for this U-Net")
+        if (self.lowres_size is None) != (unet.image_channels == 0):
+            raise ValueError("a super-resolution stage (lowres_size) needs a U-Net with image_channels > 0 (e.g. model 'sr'), "
+                             "and a U-Net with image_channels needs lowres_size")
         return DiffusionConfig(unet.to_dict(), self.schedule, self.prediction, self.image_size, self.grouping,
-                               self.sampling)
+                               self.sampling, self.lowres_size)
 
 # %% ../nbs/06_train.ipynb #417f6111
 TRAIN_PRESETS: dict[str, dict] = {
@@ -134,6 +159,13 @@ TRAIN_PRESETS: dict[str, dict] = {
                  # DPM-Solver++(2M), 15 log-SNR steps: as good as DDIM-40 at 38 % of the calls (benchmarks/fast_sampling.py)
                  sampling=dict(sampler="dpmpp_2m", steps=15, spacing="logsnr", guidance=1.5, clip=1.0),
                  checkpoint_every=250, out="runs/demo"),
+    # the super-resolution stage shipped as "demo-sr" (05b_cascade): 64x112 -> 256x448, trained on 64x112 crops of
+    # scenes rendered at 256x448; v-prediction (few sampling steps), no label dropout (no guidance)
+    "demo-sr": dict(data="synthetic", model="sr", cond="concat", image_size=(256, 448), lowres_size=(64, 112),
+                    crop_size=(64, 112), synthetic_scenes=2048, steps=4000, batch_size=16, lr=5e-4, warmup_steps=200,
+                    prediction="v", label_dropout=0.0, aug_alpha_bar_min=0.4, ema_decay=0.999, sample_every=0,
+                    sampling=dict(sampler="ddim", steps=4, spacing="trailing", clip=1.0),
+                    checkpoint_every=250, out="runs/demo_sr"),
     "tiny": dict(model="tiny", image_size=(64, 64), steps=20_000, batch_size=16, lr=2e-4, out="runs/tiny"),
     "sr3": dict(model="sr3", cond="both", image_size=(256, 448), steps=200_000, batch_size=8, lr=1e-4, warmup_steps=5000,
                 ema_decay=0.9999, channels_last=True, sample_every=5000, checkpoint_every=2500, sample_steps=40,
@@ -159,8 +191,11 @@ def bf16_available(device: torch.device) -> bool:
     except (AttributeError, RuntimeError): return False
 
 def diffusion_loss(model: nn.Module, x0: Tensor, label: Tensor, schedule: NoiseSchedule, cfg: TrainConfig,
-                   generator: torch.Generator, autocast_dtype: torch.dtype | None = None) -> Tensor:
-    "The SR3 training loss of one batch: MSE between the prediction and ε (or v) at random noise levels."
+                   generator: torch.Generator, autocast_dtype: torch.dtype | None = None,
+                   lowres: Tensor | None = None) -> Tensor:
+    """The SR3 training loss of one batch: MSE between the prediction and ε (or v) at random noise levels.
+    A super-resolution stage also gets `lowres`, the clean low-resolution images, corrupted at a random level in
+    [`cfg.aug_alpha_bar_min`, 1] (noise-conditioning augmentation) and upsampled to x0's size."""
     B = x0.shape[0]
     _, ab = sample_noise_level(schedule, B, generator)
     ab = ab.to(x0.device)
@@ -168,8 +203,14 @@ def diffusion_loss(model: nn.Module, x0: Tensor, label: Tensor, schedule: NoiseS
     x_t = q_sample(x0, ab, eps)
     label = drop_labels(label, cfg.label_dropout, generator)  # the null map for classifier-free guidance (notebook 05)
     if cfg.channels_last: x_t = x_t.contiguous(memory_format=torch.channels_last)
+    cond = {}
+    if lowres is not None:  # drawn after everything a base model draws: its random stream is unchanged
+        aug = 1 - (1 - cfg.aug_alpha_bar_min) * torch.rand(B, generator=generator)
+        eps_aug = torch.randn(lowres.shape, generator=generator).to(x0.device)
+        aug = aug.to(x0.device)
+        cond = dict(lowres=lowres_condition(lowres, x0.shape[-2:], aug, eps_aug), aug_alpha_bar=aug)
     with torch.autocast(x0.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-        out = model(x_t, ab, label)
+        out = model(x_t, ab, label, **cond)
     target = eps if cfg.prediction == "eps" else v_from_x0_eps(x0, eps, ab)
     return torch.mean((out.float() - target) ** 2)
 
@@ -243,6 +284,15 @@ def preview_labels(cfg: TrainConfig, n: int = 4) -> Tensor:
     labs = [synthetic_scene(1_000_000 + i, cfg.image_size)[1] for i in range(n)]
     return torch.from_numpy(remap(np.stack(labs), cfg.grouping).astype(np.int64))
 
+def random_crops(x: Tensor, label: Tensor, size: tuple[int, int], align: int, seed: tuple) -> tuple[Tensor, Tensor]:
+    "One random `size` crop of each image (B,C,H,W) and its label map, at corners on multiples of `align`; `seed` fixes them."
+    rng = np.random.default_rng(list(seed))
+    H, W = x.shape[-2:]
+    corners = [(int(rng.integers(0, (H - size[0]) // align + 1)) * align, int(rng.integers(0, (W - size[1]) // align + 1)) * align)
+               for _ in range(len(x))]
+    xs = torch.stack([x[i, :, r:r + size[0], c:c + size[1]] for i, (r, c) in enumerate(corners)])
+    return xs, torch.stack([label[i, r:r + size[0], c:c + size[1]] for i, (r, c) in enumerate(corners)])
+
 class DiffusionTask(Task):
     "The diffusion model as a `fit` task: one `diffusion_loss` step with clipping; `net` is `model` or its DDP wrapper."
     def __init__(self, model: DiffusionModel, ema: DiffusionModel, cfg: TrainConfig, net: nn.Module | None = None,
@@ -251,10 +301,10 @@ class DiffusionTask(Task):
     def parts(self) -> dict[str, nn.Module]: return {"model": self.model, "ema": self.ema}
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)}
-    def train_step(self, batch: tuple[Tensor, Tensor], opts: dict, generator: torch.Generator | None) -> dict[str, Tensor]:
-        x0, label = batch
+    def train_step(self, batch: tuple, opts: dict, generator: torch.Generator | None) -> dict[str, Tensor]:
+        x0, label, *lowres = batch  # a super-resolution stage's batch also holds the low-resolution images
         self.model.train()
-        loss = diffusion_loss(self.net, x0, label, self.model.schedule, self.cfg, generator, self.amp)
+        loss = diffusion_loss(self.net, x0, label, self.model.schedule, self.cfg, generator, self.amp, *lowres)
         finite = torch.isfinite(loss.detach()).float()
         if self.net is not self.model:  # DDP: all ranks must agree, or one would skip the gradient all-reduce and hang the rest
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
@@ -319,9 +369,13 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> T
         elif changes:
             record_resume(run, start, changes)
 
-    def batches(step: int) -> tuple[Tensor, Tensor]:
+    def batches(step: int) -> tuple[Tensor, ...]:
         items = [ds[i] for i in batch_indices(step, len(ds), cfg.batch_size, cfg.seed, rank, world)]
-        return torch.stack([it[0] for it in items]).to(device), torch.stack([it[1] for it in items]).to(device)
+        x0, label = torch.stack([it[0] for it in items]), torch.stack([it[1] for it in items])
+        if cfg.crop_size is not None: x0, label = random_crops(x0, label, cfg.crop_size, cfg.scale_factor, (cfg.seed, step, rank))
+        if cfg.lowres_size is None: return x0.to(device), label.to(device)
+        lowres = downsample(x0, [s // cfg.scale_factor for s in x0.shape[-2:]])
+        return x0.to(device), label.to(device), lowres.to(device)
 
     monitor = RunMonitor(run, enabled=rank == 0)
     callbacks = [Interrupt(), LRSchedule({"optimizer": cfg.lr}, lambda step: warmup_factor(step, cfg)),
@@ -332,4 +386,3 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> T
     state = fit(task, opts, batches, cfg.steps, start, history, callbacks, seed=cfg.seed, run=run, rank=rank, world=world,
                 progress=progress, desc="training")
     return TrainResult(ema, model, run, state.done, state.history, state.interrupted)
-

@@ -27,6 +27,10 @@ UNET_PRESETS: dict[str, dict] = {
     "tiny": dict(base_channels=32, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
                  attn_side=64, dropout=0.1, norm_groups=16, spade_hidden=32, spade_shared=True, spade_kernel=1),
     # the thesis scale: SR3's 1-2-4-8-8 U-Net with 3 blocks per level and paper SPADE, for GPUs
+    # a super-resolution stage (64x112 -> 256x448 on a CPU): no attention, so it is fully convolutional and trains on
+    # crops; a light full-resolution level (16 channels) where a 256x448 image costs the most
+    "sr": dict(base_channels=16, channel_mults=(1, 2, 4, 4), num_res_blocks=1, attn_resolutions=(), mid_attention=False,
+               dropout=0.0, norm_groups=8, image_channels=3),
     "sr3": dict(base_channels=64, channel_mults=(1, 2, 4, 8, 8), num_res_blocks=3, attn_resolutions=(16,),
                 attn_side=128, dropout=0.2, norm_groups=32, spade_hidden=128, spade_shared=False, spade_kernel=3),
 }
@@ -57,6 +61,7 @@ class UNetConfig(Config):
     spade_kernel: int = 3  # kernel of SPADE's gamma/beta convolutions (3 = paper, 1 = cheaper)
     spade_norm: str = "group"  # SPADE's parameter-free norm: "group" | "batch" | "instance"
     spade_levels: tuple[int, ...] | None = None  # decoder levels with SPADE blocks (0 = full size; None: all, + middle)
+    image_channels: int = 0  # SR3: channels of a low-resolution image, upsampled to x_t's size and concatenated (0: none)
 
     def __post_init__(self):
         self.channel_mults, self.attn_resolutions = tuple(self.channel_mults), tuple(self.attn_resolutions)
@@ -66,6 +71,8 @@ class UNetConfig(Config):
             raise ValueError(f"norm_groups ({self.norm_groups}) must divide base_channels ({self.base_channels})")
         if self.spade_kernel not in (1, 3):
             raise ValueError(f"spade_kernel must be 1 or 3, got {self.spade_kernel}")
+        if isinstance(self.image_channels, bool) or not isinstance(self.image_channels, int) or self.image_channels < 0:
+            raise ValueError(f"image_channels must be an integer >= 0, not {self.image_channels!r}")
         if not self.channel_mults or self.num_res_blocks < 1:
             raise ValueError("channel_mults must be non-empty and num_res_blocks >= 1")
         if self.spade_levels is not None:
@@ -84,7 +91,6 @@ class UNetConfig(Config):
         "Input H and W must be multiples of this."
         return 2 ** (self.levels - 1)
 
-
 # %% ../nbs/03b_unet.ipynb #51a2b44a
 class UNetStep(nn.Module):
     "One encoder/decoder entry: a residual block, then (optionally) self-attention."
@@ -99,14 +105,16 @@ class UNetStep(nn.Module):
 
 # %% ../nbs/03b_unet.ipynb #00f9291f
 class SR3UNet(nn.Module):
-    "SR3-style U-Net denoiser: `forward(x_t, alpha_bar, label) -> prediction`."
+    "SR3-style U-Net denoiser: `forward(x_t, alpha_bar, label, lowres, aug_alpha_bar) -> prediction`."
 
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = c = config
         self.emb_dim = 4 * c.base_channels
         self.noise_embedding = NoiseLevelEmbedding(c.base_channels, self.emb_dim)
-        self.conv_in = conv3x3(c.in_channels + (c.num_classes if self.uses_concat else 0), c.base_channels)
+        # SR3's image condition: the noise level of its augmentation gets an embedding of its own (Cascaded Diffusion Models)
+        self.aug_embedding = NoiseLevelEmbedding(c.base_channels, self.emb_dim) if c.image_channels else None
+        self.conv_in = conv3x3(c.in_channels + c.image_channels + (c.num_classes if self.uses_concat else 0), c.base_channels)
         self.label_encoders = self._label_encoders()  # shared SPADE label embeddings, or None
 
         ch, side, skip_channels = c.base_channels, c.attn_side, [c.base_channels]
@@ -196,16 +204,39 @@ class SR3UNet(nn.Module):
             raise ValueError(f"alpha_bar must be a scalar or shape ({B},), got {tuple(alpha_bar.shape)}")
         return alpha_bar
 
-    def forward(self, x_t: Tensor, alpha_bar: Tensor, label: Tensor | None = None) -> Tensor:
-        "x_t (B,C,H,W), alpha_bar (B,) or a scalar, label (B,H,W) class ids or None -> (B,out_channels,H,W)."
+    def _check_lowres(self, x_t: Tensor, lowres: Tensor | None, aug_alpha_bar) -> Tensor | None:
+        "The augmentation level as (B,) float32 (1 = a clean image), after checking `lowres` against `x_t`."
+        c, B = self.config, x_t.shape[0]
+        if not c.image_channels:
+            if lowres is not None or aug_alpha_bar is not None:
+                raise ValueError("this U-Net takes no image condition (image_channels=0); lowres must be None")
+            return None
+        want = (B, c.image_channels, *x_t.shape[2:])
+        if lowres is None or tuple(lowres.shape) != want:
+            got = None if lowres is None else tuple(lowres.shape)
+            raise ValueError(f"lowres must be the low-resolution image upsampled to x_t's size, {want}, got {got}")
+        if not lowres.dtype.is_floating_point: raise ValueError(f"lowres must be a float image, not {lowres.dtype}")
+        aug = torch.as_tensor(1.0 if aug_alpha_bar is None else aug_alpha_bar, dtype=torch.float32, device=x_t.device)
+        aug = aug.expand(B) if aug.ndim == 0 else aug
+        if aug.shape != (B,): raise ValueError(f"aug_alpha_bar must be a scalar or shape ({B},), got {tuple(aug.shape)}")
+        return aug
+
+    def forward(self, x_t: Tensor, alpha_bar: Tensor, label: Tensor | None = None, lowres: Tensor | None = None,
+                aug_alpha_bar: Tensor | float | None = None) -> Tensor:
+        """x_t (B,C,H,W), alpha_bar (B,) or a scalar, label (B,H,W) class ids or None -> (B,out_channels,H,W).
+        With `image_channels`: `lowres` (B,image_channels,H,W), the upsampled low-resolution image, and `aug_alpha_bar`,
+        the noise level it was corrupted to (1 = clean, the default)."""
         c = self.config
         alpha_bar = self._check_inputs(x_t, alpha_bar)
+        aug = self._check_lowres(x_t, lowres, aug_alpha_bar)
         B, _, H, W = x_t.shape
         emb = self.noise_embedding(alpha_bar)
+        if aug is not None: emb = emb + self.aug_embedding(aug)
         onehot = one_hot_labels(label, c.num_classes, (B, H, W), dtype=x_t.dtype, device=x_t.device)
         seg = LabelPyramid(onehot, self.label_encoders) if self.uses_spade else None
 
-        h = self.conv_in(torch.cat([x_t, onehot], dim=1) if self.uses_concat else x_t)
+        inputs = [x_t] + ([lowres.to(x_t.dtype)] if aug is not None else []) + ([onehot] if self.uses_concat else [])
+        h = self.conv_in(torch.cat(inputs, dim=1) if len(inputs) > 1 else x_t)
         skips = [h]
         for step in self.encoder:
             h = step(h, emb)

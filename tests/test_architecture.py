@@ -11,7 +11,7 @@ from pathlib import Path
 import surgdiff
 
 PACKAGE = Path(surgdiff.__file__).parent
-ORDER = ["data", "io", "diffusion", "layers", "unet", "samplers", "model", "fit", "train", "baselines", "segment", "metrics",
+ORDER = ["data", "io", "diffusion", "layers", "unet", "samplers", "model", "cascade", "fit", "train", "baselines", "segment", "metrics",
          "bench", "widgets", "cli"]
 BASELINES_ORDER = ["core", "pix2pix", "spade", "cyclegan", "__init__"]  # inside surgdiff/baselines/
 

@@ -165,7 +165,7 @@ def test_bundled_labels_are_the_documented_synthetic_scenes():
     files = bundled_labels()
     assert len(files) == 8
     for i, f in enumerate(files):
-        assert np.array_equal(np.asarray(Image.open(f)), synthetic_scene(2_000_000 + i, (64, 112))[1])
+        assert np.array_equal(np.asarray(Image.open(f)), synthetic_scene(2_000_000 + i, (256, 448))[1])
 
 
 # --- real CaDIS-sized label maps, and the model's own sampling settings ------------------------
