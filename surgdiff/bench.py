@@ -166,6 +166,7 @@ def evaluate(generate: Generator, data: EvalData, seed: int = 0, fid: bool = Tru
 COLUMNS = {"psnr": ("PSNR ↑", "{:.2f}"), "ssim": ("SSIM ↑", "{:.3f}"), "fid": ("FID ↓", "{:.1f}"),
            "kid": ("KID ↓", "{:.4f}"), "miou": ("label mIoU ↑", "{:.3f}"), "pixel_accuracy": ("pixel acc ↑", "{:.3f}"),
            "diversity_pixel": ("diversity L1 ↑", "{:.3f}"), "diversity_feature": ("diversity cos ↑", "{:.3f}"),
+           "real_miou": ("real-map mIoU ↑", "{:.3f}"), "fine_power": ("fine-scale power vs drawn", "{:.2f}"),
            "seconds_per_image": ("s / image", "{:.3f}"), "n": ("n", "{}")}
 
 def _fmt(v, fmt: str) -> str:

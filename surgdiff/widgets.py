@@ -27,7 +27,8 @@ from .data import CLASS_NAMES, IGNORE, INSTRUMENTS, colorize, from_uint8, synthe
 from .diffusion import NoiseSchedule, predict_x0_eps, q_sample
 from .samplers import LEVEL_SPACINGS, SAMPLERS, THESIS_STEPS, ddim_invert, sample, sampling_settings
 from .segment import label_consistency
-from .model import load_pretrained
+from .model import DiffusionModel, load_pretrained
+from .cascade import Cascade, resize_labels
 
 # %% auto #0
 __all__ = ['STATIC_NOTE', 'SCHEDULE_NAMES', 'picture', 'png_bytes', 'figure_png', 'decode_png', 'widgets_supported',
@@ -277,12 +278,17 @@ def static_figure(self: NoisingExplorer, ts: Sequence[int] | None = None, pyplot
     return fig
 
 # %% ../nbs/07_explore.ipynb #be63addb
+def _is_demo(model) -> bool:
+    "Whether `model` has the shipped demo's config (so the shipped stage fits it)."
+    return model.config.to_dict() == load_pretrained("demo").config.to_dict()
+
 class DenoisingExplorer(W.VBox):
     "Sampler settings, a Run button and a trajectory scrubber; see `denoising_explorer`."
     def __init__(self, model, label: np.ndarray, steps: int = 40, sampler: str = "ddim", eta: float = 0.0,
                  spacing: str = "trailing", guidance: float = 1.5, seed: int = 0, clip: float | None = 1.0,
-                 scale: int = 3):
+                 scale: int = 3, stage=None):
         self.model, self.label, self.clip, self.scale = model, label, clip, scale
+        self.cascade = Cascade(model, [stage]) if stage is not None else None  # the result, lifted by a stage
         T = model.schedule.T
         self.sampler = W.Dropdown(options=list(SAMPLERS), value=sampler, description="sampler")
         self.steps = W.BoundedIntText(value=steps, min=1, max=T, description="steps")
@@ -296,9 +302,15 @@ class DenoisingExplorer(W.VBox):
         self.progress = W.IntProgress(value=0, min=0, max=steps, description="0 calls")
         self.scrubber = W.IntSlider(value=0, min=0, max=0, description="step", disabled=True,
                                     layout=W.Layout(width="460px"))
-        self.label_image = _image_widget(colorize(label), scale)
+        self.label_image = _image_widget(colorize(label), scale if stage is None else 1)  # at the lifted size: 1:1
         self.xt_image, self.x0_image, self.result_image = _image_widget(), _image_widget(), _image_widget()
         self.status = W.HTML()
+        if self.cascade is not None:
+            self.aug = W.FloatSlider(value=stage.config.aug_alpha_bar, min=0.3, max=1, step=0.05, description="aug ᾱ")
+            self.stage_steps = W.BoundedIntText(value=sampling_settings(stage)["steps"], min=1, max=stage.schedule.T,
+                                                description="stage steps")
+            self.lifted_image = _image_widget(scale=1)
+            self.lifts: dict[tuple, dict] = {}
         self.cache: dict[tuple, dict] = {}
         self.runs = 0                      # how many times the network actually sampled
         self.current: dict | None = None
@@ -306,11 +318,13 @@ class DenoisingExplorer(W.VBox):
         self.sampler.observe(lambda c: setattr(self.eta, "disabled", c["new"] != "ddim"), "value")
         self.run_button.on_click(lambda b: self.run())
         self.scrubber.observe(lambda c: self.show_step(c["new"]), "value")
-        controls = W.VBox([W.HBox([self.sampler, self.steps, self.spacing]), self.steps_preset,
-                           W.HBox([self.eta, self.guidance, self.seed]), W.HBox([self.run_button, self.progress])])
+        rows = [W.HBox([self.sampler, self.steps, self.spacing]), self.steps_preset, W.HBox([self.eta, self.guidance, self.seed])]
+        if self.cascade is not None: rows.append(W.HBox([self.aug, self.stage_steps]))
+        controls = W.VBox(rows + [W.HBox([self.run_button, self.progress])])
         pictures = W.HBox([_titled(self.label_image, "label map"), _titled(self.xt_image, "x_t (step input)"),
                            _titled(self.x0_image, "x̂0 at this step"), _titled(self.result_image, "result")])
-        super().__init__([controls, self.scrubber, pictures, self.status])
+        lifted = [] if self.cascade is None else [_titled(self.lifted_image, "result, lifted by the super-resolution stage")]
+        super().__init__([controls, self.scrubber, pictures, *lifted, self.status])
 
     def settings(self) -> tuple:
         "The current settings, the key of the trajectory cache."
@@ -332,14 +346,18 @@ def denoising_explorer(
     seed: int = 0,  # the start noise
     label_seed: int = 2_000_000,  # the synthetic scene whose label map is used when `label` is None
     clip: float | None = None,  # x̂0 clipping, 0 = off (None: the model's recommendation)
+    stage="auto",  # a super-resolution stage that lifts the result ('demo-sr', a folder, a model; "auto": demo-sr for the demo; None)
     run: bool = False,  # sample at once instead of waiting for the Run button
     fallback: bool = True,  # outside a kernel, print a note and show the static figure
 ) -> DenoisingExplorer:  # a widget: Run samples with a progress bar; a scrubber shows x_t and x̂0 per step
     "Sampler, steps, η, spacing, guidance and seed; Run samples with a progress bar; a scrubber shows x_t and x̂0."
     model = _load_model(model)
-    _, lab = _scene(label, _size_of(model), label_seed)
+    stage = _load_model("demo-sr" if stage == "auto" and isinstance(model, DiffusionModel) and _is_demo(model) else
+                        None if stage == "auto" else stage)
+    _, lab = _scene(label, _size_of(stage or model), label_seed)
     st = sampling_settings(model, sampler=sampler, steps=steps, eta=eta, spacing=spacing, guidance=guidance, clip=clip)
-    ex = DenoisingExplorer(model, lab, st["steps"], st["sampler"], st["eta"], st["spacing"], st["guidance"], seed, st["clip"])
+    ex = DenoisingExplorer(model, lab, st["steps"], st["sampler"], st["eta"], st["spacing"], st["guidance"], seed, st["clip"],
+                           stage=stage)
     if run: ex.run()
     return _present(ex, fallback)
 
@@ -352,11 +370,12 @@ def run(self: DenoisingExplorer) -> dict:
         sampler, steps, eta, spacing, guidance, seed = key
         self.progress.max, self.progress.value, self.progress.bar_style = steps, 0, ""
         self.run_button.disabled = True
-        start = time.perf_counter()
+        start, g = time.perf_counter(), torch.Generator().manual_seed(seed)
         try:
-            x, traj = sample(counting_model(self.model, self.progress), _model_label(self.model, self.label), sampler=sampler,
+            label = resize_labels(_model_label(self.model, self.label), _size_of(self.model))
+            x, traj = sample(counting_model(self.model, self.progress), label, sampler=sampler,
                              steps=steps, eta=eta, spacing=spacing, guidance=guidance,
-                             generator=torch.Generator().manual_seed(seed), return_trajectory=True,
+                             generator=g, return_trajectory=True,
                              progress=False, schedule=self.model.schedule, prediction=self.model.prediction,
                              clip=self.clip, device="cpu")
         except ValueError as err:   # e.g. more steps than the schedule has: say so, keep what was shown
@@ -367,18 +386,33 @@ def run(self: DenoisingExplorer) -> dict:
             self.run_button.disabled = False
         self.progress.bar_style = "success"
         self.runs += 1
-        self.cache[key] = dict(result=png_bytes(x, self.scale), image=picture(x), trajectory=traj,
+        self.cache[key] = dict(result=png_bytes(x, self.scale), image=picture(x), trajectory=traj, x=x, rng=g.get_state(),
                                seconds=time.perf_counter() - start,
                                x_t=[png_bytes(v, self.scale) for v in traj.x_t],
                                x0=[png_bytes(v, self.scale) for v in traj.x0])
     self.current = self.cache[key]
     self.result_image.value = self.current["result"]
+    if self.cascade is not None: self.lift()
     n = len(self.current["x_t"])
     with self.scrubber.hold_trait_notifications():
         self.scrubber.disabled, self.scrubber.max = False, n - 1
     if self.scrubber.value != n - 1: self.scrubber.value = n - 1
     else: self.show_step(n - 1)
     return self.current
+
+@patch
+def lift(self: DenoisingExplorer) -> dict:
+    "Lift the current result with the stage at the chosen aug ᾱ and steps (cached): what `Cascade.sample` gives for this seed."
+    key = (self.settings(), float(self.aug.value), int(self.stage_steps.value))
+    if key not in self.lifts:
+        g = torch.Generator(); g.set_state(self.current["rng"])  # the random stream continues after the base, as in a cascade
+        start = time.perf_counter()
+        with torch.no_grad():
+            y = self.cascade.lift(0, self.current["x"], _model_label(self.model, self.label), g, key[2], key[1], progress=False)
+        self.lifts[key] = dict(result=png_bytes(y, 1), image=picture(y), seconds=time.perf_counter() - start)
+    self.lifted = self.lifts[key]
+    self.lifted_image.value = self.lifted["result"]
+    return self.lifted
 
 # %% ../nbs/07_explore.ipynb #39e6c1b0
 @patch
@@ -390,20 +424,28 @@ def show_step(self: DenoisingExplorer, i: int):
     s = self.settings()
     self.status.value = (f"step {i + 1} of {len(traj)} · t = {traj.t[i]} · ᾱ_t = {traj.alpha_bar[i]:.4g} · "
                          f"run took {self.current['seconds']:.1f} s · {s[0]}, η = {s[2]}, {s[3]} spacing, "
-                         f"guidance {s[4]}, seed {s[5]}")
+                         f"guidance {s[4]}, seed {s[5]}" + ("" if self.cascade is None else
+                         f" · lifted to {self.lifted['image'].shape[0]}×{self.lifted['image'].shape[1]} in "
+                         f"{self.lifted['seconds']:.1f} s (aug ᾱ {self.aug.value}, {self.stage_steps.value} steps)"))
 
 # %% ../nbs/07_explore.ipynb #204c0ef4
 @patch
 def static_figure(self: DenoisingExplorer, n: int = 6, pyplot: bool = False) -> Figure:
-    "x_t (top) and x̂0 (bottom) at `n` evenly spread steps of the current run (running it if needed)."
+    "x_t (top) and x̂0 (below) at `n` evenly spread steps of the current run (running it if needed), and the lifted result."
     run = self.current or self.run()
     traj = run["trajectory"]
     idx = np.linspace(0, len(traj) - 1, min(n, len(traj))).round().astype(int)
-    fig = _new_figure((1.8 * len(idx), 3.8), pyplot)
+    lifted = self.cascade is not None
+    fig = _new_figure((1.8 * len(idx), 3.8 * (1 + lifted)), pyplot)
     for k, i in enumerate(idx):
         for row, (imgs, name) in enumerate([(traj.x_t, "x_t"), (traj.x0, "x̂0")]):
-            ax = fig.add_subplot(2, len(idx), row * len(idx) + k + 1)
+            ax = fig.add_subplot(2 * (1 + lifted), len(idx), row * len(idx) + k + 1)
             ax.imshow(picture(imgs[i])); ax.axis("off"); ax.set_title(f"{name}, t={traj.t[i]}", fontsize=8)
+    if lifted:  # the bottom half: the label map and the stage's 256x448 result
+        for k, (img, title) in enumerate([(colorize(self.label), "label map"),
+                                          (self.lifted["image"], f"lifted: aug ᾱ {self.aug.value}, {self.stage_steps.value} steps")]):
+            ax = fig.add_subplot(2, 2, 3 + k)
+            ax.imshow(img, interpolation="nearest"); ax.axis("off"); ax.set_title(title, fontsize=9)
     return fig
 
 # %% ../nbs/07_explore.ipynb #a06e898d
