@@ -15,6 +15,10 @@ best iteration is the least disturbed one). diffusers is needed only here, never
     python benchmarks/unet_throughput.py --threads 1          # steadier on a loaded machine
     python benchmarks/unet_throughput.py --preset sr3 --size 128 --batch 16 --device cuda
     python benchmarks/unet_throughput.py --demo --threads 1   # the shipped demo's U-Net at 64x112
+    python benchmarks/unet_throughput.py --stage --channels-last --batch 4   # the shipped demo-sr stage at 256x448
+
+--channels-last puts both models and their inputs in NHWC memory layout (the stage samples that way).
+A stage's diffusers twin takes the upsampled image as 3 more input channels, as SR3UNet does.
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ def diffusers_twin(config: UNetConfig, size: tuple[int, int]):
     attn = [side in config.attn_resolutions for side in sides]
     return UNet2DModel(
         sample_size=size,
-        in_channels=config.in_channels + config.num_classes,
+        in_channels=config.in_channels + config.image_channels + config.num_classes,
         out_channels=config.out_channels,
         block_out_channels=tuple(config.base_channels * m for m in config.channel_mults),
         layers_per_block=config.num_res_blocks,
@@ -75,16 +79,20 @@ class DiffusersAdapter(torch.nn.Module):
         super().__init__()
         self.unet, self.num_classes = unet, num_classes
 
-    def forward(self, x_t, alpha_bar, label):
+    def forward(self, x_t, alpha_bar, label, lowres=None):
         onehot = one_hot_labels(label, self.num_classes, label.shape, dtype=x_t.dtype, device=x_t.device)
-        return self.unet(torch.cat([x_t, onehot], 1), 1000 * alpha_bar.sqrt(), return_dict=False)[0]
+        inputs = [x_t, onehot] if lowres is None else [x_t, lowres, onehot]
+        return self.unet(torch.cat(inputs, 1), 1000 * alpha_bar.sqrt(), return_dict=False)[0]
 
 
 def benchmark(models: dict, batch: int, size: tuple[int, int], num_classes: int, warmup: int, iters: int,
-              train: bool, bf16: bool, device: str = "cpu") -> dict[str, float]:
+              train: bool, bf16: bool, device: str = "cpu", image_channels: int = 0,
+              channels_last: bool = False) -> dict[str, float]:
     "Images/s per model: best of `iters` interleaved iterations, after `warmup`."
     g = torch.Generator().manual_seed(0)
-    x_t = torch.randn(batch, 3, *size, generator=g).to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x_t = torch.randn(batch, 3, *size, generator=g).to(device).contiguous(memory_format=fmt)
+    cond = (torch.randn(batch, image_channels, *size, generator=g).to(device).contiguous(memory_format=fmt),) if image_channels else ()
     label = torch.randint(0, num_classes, (batch, *size), generator=g).to(device)
     alpha_bar = torch.rand(batch, generator=g).to(device)
     autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if bf16 else nullcontext
@@ -93,12 +101,12 @@ def benchmark(models: dict, batch: int, size: tuple[int, int], num_classes: int,
     def step(model):
         if train:
             with autocast():
-                loss = (model(x_t, alpha_bar, label).float() - x_t).pow(2).mean()
+                loss = (model(x_t, alpha_bar, label, *cond).float() - x_t).pow(2).mean()
             loss.backward()
             model.zero_grad(set_to_none=True)
         else:
             with torch.no_grad(), autocast():
-                model(x_t, alpha_bar, label)
+                model(x_t, alpha_bar, label, *cond)
 
     for m in models.values():
         m.train(train)
@@ -130,6 +138,8 @@ def main(argv=None):
     p.add_argument("--size", type=int, nargs="+", default=[64], help="H [W] (W = H if one number)")
     p.add_argument("--demo", action="store_true",
                    help="the shipped demo's U-Net (its config.json, 1 block per level) at its size, not a preset")
+    p.add_argument("--stage", action="store_true", help="the shipped super-resolution stage demo-sr at 256x448 ('concat' only)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for every model and input")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -142,10 +152,12 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    if args.demo:
-        demo = json.loads((Path(__file__).resolve().parents[1] / "surgdiff/assets/demo/config.json").read_text())
+    if args.demo or args.stage:
+        name = "demo_sr" if args.stage else "demo"
+        demo = json.loads((Path(__file__).resolve().parents[1] / f"surgdiff/assets/{name}/config.json").read_text())
         make = lambda **kw: UNetConfig.from_dict({**demo["unet"], **kw})
-        size, args.preset = tuple(demo["image_size"]), "demo"
+        size, args.preset = tuple(demo["image_size"]), name
+        if args.stage: args.modes = ["concat"]
     else:
         make = lambda **kw: UNetConfig.preset(args.preset, **kw)
         size = (args.size[0], args.size[-1])
@@ -154,15 +166,16 @@ def main(argv=None):
     models[REFERENCE] = DiffusersAdapter(diffusers_twin(config, size), config.num_classes)
     variants = {name: SR3UNet(make(cond="spade", **kw))
                 for name, kw in SPADE_VARIANTS.items()} if args.variants else {}
-    models = {n: m.to(args.device) for n, m in models.items()}
-    variants = {n: m.to(args.device) for n, m in variants.items()}
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    models = {n: m.to(args.device, memory_format=fmt) for n, m in models.items()}
+    variants = {n: m.to(args.device, memory_format=fmt) for n, m in variants.items()}
     params = {name: count_parameters(m) for name, m in {**models, **variants}.items()}
 
     where = torch.cuda.get_device_name() if args.device == "cuda" else \
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads"
     print(f"{where}; torch {torch.__version__}")
     print(f"preset {args.preset!r}, batch {args.batch}, {size[0]}x{size[1]}, "
-          f"warmup {args.warmup}, best of {args.iters} interleaved iterations")
+          f"warmup {args.warmup}, best of {args.iters} interleaved iterations" + (", channels_last" if args.channels_last else ""))
     for name, n in params.items():
         print(f"  {name:26s} {n / 1e6:7.2f}M parameters ({100 * (n / params[REFERENCE] - 1):+.1f}% vs diffusers)")
     if "SR3UNet concat" in params and abs(params["SR3UNet concat"] / params[REFERENCE] - 1) > 0.10:
@@ -173,7 +186,7 @@ def main(argv=None):
         runs += [("forward bf16 autocast", False, True, models), ("forward+backward bf16 autocast", True, True, models)]
     for title, train, bf16, ms in runs:
         ips = benchmark(ms, args.batch, size, config.num_classes, args.warmup, args.iters, train, bf16,
-                        args.device)
+                        args.device, config.image_channels, args.channels_last)
         report(title, ips, params)
 
 

@@ -113,6 +113,7 @@ def load_pretrained(
 def export_model(run: str | Path,  # a run folder (its latest checkpoint's EMA weights are exported)
                  out: str | Path,  # the model folder to write
                  sampling: dict | None = None,  # recommended sampling settings to record (None: the run's own)
+                 aug_alpha_bar: float | None = None,  # a stage's recommended input noise level (None: the run's own)
                  ) -> Path:
     "Write the EMA weights of `run`'s latest checkpoint and its model config as a model folder."
     run, out = Path(run), Path(out)
@@ -120,4 +121,6 @@ def export_model(run: str | Path,  # a run folder (its latest checkpoint's EMA w
     if sampling is not None:
         sampling_settings(None, **sampling)  # validates the names
         model.config.sampling = dict(sampling)
+    if aug_alpha_bar is not None:
+        model.config = DiffusionConfig.from_dict({**model.config.to_dict(), "aug_alpha_bar": aug_alpha_bar})  # validated
     return save_model_folder(out, model, model.config.to_dict(), MODEL_KIND)

@@ -167,9 +167,16 @@ TRAIN_PRESETS: dict[str, dict] = {
                     sampling=dict(sampler="ddim", steps=4, spacing="trailing", clip=1.0),
                     checkpoint_every=250, out="runs/demo_sr"),
     "tiny": dict(model="tiny", image_size=(64, 64), steps=20_000, batch_size=16, lr=2e-4, out="runs/tiny"),
-    "sr3": dict(model="sr3", cond="both", image_size=(256, 448), steps=200_000, batch_size=8, lr=1e-4, warmup_steps=5000,
+    # the thesis's scale on GPUs: 272x480 (CaDIS's 540x960 halved, rounded to multiples of 16), lifted to 544x960 by sr3-sr
+    "sr3": dict(model={**UNetConfig.preset("sr3").to_dict(), "attn_resolutions": (17,)}, cond="both", image_size=(272, 480), steps=200_000, batch_size=8, lr=1e-4, warmup_steps=5000,
                 ema_decay=0.9999, channels_last=True, sample_every=5000, checkpoint_every=2500, sample_steps=40,
                 out="runs/sr3"),
+    "sr3-sr": dict(model={**UNetConfig.preset("sr").to_dict(), "base_channels": 64, "channel_mults": (1, 2, 4, 8),
+                          "num_res_blocks": 2, "norm_groups": 32}, cond="concat", image_size=(544, 960),
+                   lowres_size=(272, 480), crop_size=(256, 256), steps=100_000, batch_size=16, lr=1e-4, warmup_steps=2000,
+                   prediction="v", label_dropout=0.0, aug_alpha_bar_min=0.4, ema_decay=0.9999, channels_last=True,
+                   sample_every=0, checkpoint_every=2500, sampling=dict(sampler="ddim", steps=8, spacing="trailing", clip=1.0),
+                   out="runs/sr3_sr"),
 }
 TrainConfig.PRESETS = TRAIN_PRESETS  # what `TrainConfig.preset(name)` and `surgdiff train --config NAME` read
 

@@ -181,3 +181,22 @@ def test_static_figure_through_pyplot_outside_jupyter(monkeypatch):
     noising_explorer(model=None)
     assert len(shown_figures) == 1 and len(shown_figures[0].axes) == 5
     plt.close("all")
+
+
+def test_denoising_explorer_lifts_with_the_stage(demo):
+    "The demo's explorer lifts its result with demo-sr; aug and stage steps re-lift without sampling the base again."
+    from surgdiff.cascade import load_cascade
+    ex = denoising_explorer(demo, steps=4, guidance=1.5, fallback=False)
+    assert ex.cascade is not None and ex.label.shape == (256, 448)
+    ex.run()
+    assert ex.runs == 1 and decode_png(ex.lifted_image.value).shape == (256, 448, 3)
+    first = ex.lifted_image.value
+    ex.aug.value = 0.5; ex.stage_steps.value = 2; ex.run()
+    assert ex.runs == 1 and ex.lifted_image.value != first and "aug ᾱ 0.5, 2 steps" in ex.status.value
+    # what the explorer shows is what the cascade samples for the same seed and settings
+    with torch.no_grad():
+        y = load_cascade().sample(torch.from_numpy(ex.label.astype(np.int64))[None], generator=torch.Generator().manual_seed(0),
+                                  stage_steps=2, aug_alpha_bar=0.5, progress=False, **dict(zip(
+                                      ("sampler", "steps", "eta", "spacing", "guidance"), ex.settings()[:5])), clip=ex.clip)
+    assert (picture(y) == ex.lifted["image"]).all()
+    assert denoising_explorer(demo, steps=4, stage=None, fallback=False).cascade is None
