@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from .data import CaDISDataset, colorize, synthetic_scene
+from .data import CaDISDataset, colorize, from_uint8, synthetic_scene
 from .metrics import (PROTOCOL, default_extractor, diversity, fid_from_features, image_similarity,
                               kid_from_features, to_uint8)
 from .segment import (HELDOUT_SEED_OFFSET, SegmenterConfig, label_consistency, synthetic_pairs,
@@ -27,12 +27,14 @@ from .segment import (HELDOUT_SEED_OFFSET, SegmenterConfig, label_consistency, s
 from .samplers import THESIS_STEPS, sample, sampling_settings
 from .baselines import BASELINES, KIND_PREFIX, load_baseline
 from .io import load_json, save_json
-from .model import load_pretrained
+from .model import PRETRAINED, load_pretrained
+from .cascade import Cascade, resize_labels, upsample
 
 # %% auto #0
-__all__ = ['Generator', 'COLUMNS', 'EvalData', 'eval_data', 'other_style', 'DiffusionGenerator', 'BaselineGeneratorAdapter',
-           'native_size', 'load_generator', 'evaluate', 'markdown_table', 'write_report', 'command_line', 'bench_steps',
-           'steps_figure', 'bench_compare', 'compare_figure', 'downstream']
+__all__ = ['Generator', 'DEMO_CASCADE', 'COLUMNS', 'EvalData', 'eval_data', 'other_style', 'DiffusionGenerator',
+           'BaselineGeneratorAdapter', 'ResizedGenerator', 'native_size', 'at_size', 'load_generator', 'evaluate',
+           'markdown_table', 'write_report', 'command_line', 'bench_steps', 'steps_figure', 'bench_compare',
+           'compare_figure', 'downstream']
 
 # %% ../nbs/10_bench.ipynb #5245f76f
 @dataclass
@@ -85,19 +87,24 @@ class DiffusionGenerator:
     def __call__(self, label: np.ndarray, seed: int = 0) -> np.ndarray:
         lab = self.model.prepare_label(torch.from_numpy(np.asarray(label).astype(np.int64)))
         g, out = torch.Generator().manual_seed(seed), []
+        settings = dict(sampler=self.sampler, steps=self.steps, eta=self.eta, spacing=self.spacing, guidance=self.guidance,
+                        clip=self.clip, generator=g, progress=self.progress)
         for i in range(0, len(lab), self.batch_size):
-            with torch.no_grad():
-                x = sample(self.model, lab[i:i + self.batch_size], sampler=self.sampler, steps=self.steps,
-                           eta=self.eta, spacing=self.spacing, guidance=self.guidance, clip=self.clip, generator=g,
-                           progress=self.progress)
-            out.append(to_uint8(x.float()))
+            with torch.no_grad():  # a cascade: these are its base's settings; each stage samples at its recommendation
+                x = (self.model.sample(lab[i:i + self.batch_size], **settings) if isinstance(self.model, Cascade)
+                     else sample(self.model, lab[i:i + self.batch_size], **settings))
+            out.append(to_uint8(x.float(), check_range=False))
         return np.concatenate(out)
 
     def describe(self) -> str:
-        st = sampling_settings(self.model, sampler=self.sampler, steps=self.steps, eta=self.eta, spacing=self.spacing,
+        base = self.model.base if isinstance(self.model, Cascade) else self.model
+        st = sampling_settings(base, sampler=self.sampler, steps=self.steps, eta=self.eta, spacing=self.spacing,
                                guidance=self.guidance, clip=self.clip)
+        lifted = "" if base is self.model else "; lifted to " + ", ".join(
+            f"{s.image_size[0]}×{s.image_size[1]} ({sampling_settings(s)['steps']} steps, aug ᾱ {s.config.aug_alpha_bar})"
+            for s in self.model.stages)
         return (f"{st['sampler']} {st['steps']} steps, {st['spacing']} spacing, η={st['eta']}, guidance {st['guidance']}, "
-                f"clip {st['clip']}")
+                f"clip {st['clip']}{lifted}")
 
 @dataclass
 class BaselineGeneratorAdapter:
@@ -115,21 +122,57 @@ class BaselineGeneratorAdapter:
 
     def describe(self) -> str: return f"{self.model.config.name} (one forward pass)"
 
+@dataclass
+class ResizedGenerator:
+    "A generator run at its own size (label maps resized by nearest neighbour) and its images enlarged bicubically to `size`."
+    inner: Any
+    size: tuple[int, int]
+
+    def __call__(self, label: np.ndarray, seed: int = 0) -> np.ndarray:
+        own = native_size(self.inner)
+        lab = resize_labels(torch.from_numpy(np.asarray(label).astype(np.int64)), own).numpy()
+        return to_uint8(upsample(from_uint8(self.inner(lab, seed)), self.size).clamp(-1, 1))
+
+    def describe(self) -> str: return f"{self.inner.describe()}; bicubic to {self.size[0]}×{self.size[1]}"
+
 def native_size(gen) -> tuple[int, int]:
-    "The (H, W) a generator's model was trained at."
-    return tuple(gen.model.config.image_size)
+    "The (H, W) a generator draws at (a cascade: its last stage's)."
+    if isinstance(gen, ResizedGenerator): return tuple(gen.size)
+    return tuple(getattr(gen.model, "image_size", None) or gen.model.config.image_size)
+
+def at_size(gen, size: tuple[int, int]):
+    "`gen` itself if it draws at `size`, else wrapped to draw at its own size and be enlarged (or shrunk) to `size`."
+    return gen if native_size(gen) == tuple(size) else ResizedGenerator(gen, tuple(size))
+
+DEMO_CASCADE = "demo+demo-sr"  #: what "demo" means in bench: the demo lifted to 256x448 (unless asked for a size it makes)
+
+def _diffusion_chain(spec: str, size: tuple[int, int] | None):
+    "A model or `Cascade` from 'demo', 'BASE+STAGE[+STAGE]' or a folder, cut at the model that makes `size` (if one does)."
+    parts = (DEMO_CASCADE if spec == "demo" else spec).split("+")
+    for p in parts:
+        if p not in PRETRAINED and not Path(p).exists(): raise FileNotFoundError(f"no model folder {p}")
+    models = [load_pretrained(p) for p in parts]
+    sizes = [m.image_size for m in models]
+    if size is not None and tuple(size) in sizes: models = models[:sizes.index(tuple(size)) + 1]
+    return models[0] if len(models) == 1 else Cascade(models[0], models[1:])
 
 def load_generator(spec: str, steps: int | None = None, sampler: str | None = None, eta: float | None = None,
                    guidance: float | None = None, clip: float | None = None, batch_size: int = 16,
-                   spacing: str | None = None):
-    "'demo', a diffusion model/run folder, or a baseline model/run folder, as a generator (None: the model's settings)."
+                   spacing: str | None = None, size: tuple[int, int] | None = None):
+    """'demo' (the demo cascade, 256×448; the demo alone when `size` is 64×112), 'BASE+STAGE' specs, a diffusion
+    model/run folder, or a baseline model/run folder, as a generator (None: the model's settings)."""
+    if spec == "demo" or "+" in spec:
+        return DiffusionGenerator(_diffusion_chain(spec, size), steps, sampler, eta, guidance, clip, batch_size,
+                                  spacing=spacing)
     path = Path(spec)
     cfg_file = path / "config.json"
-    cfg = load_json(cfg_file) if spec != "demo" and cfg_file.is_file() else {}
+    cfg = load_json(cfg_file) if cfg_file.is_file() else {}
     if str(cfg.get("kind", "")).startswith(KIND_PREFIX) or cfg.get("name") in BASELINES:
         return BaselineGeneratorAdapter(load_baseline(path))
-    if spec != "demo" and not path.exists(): raise FileNotFoundError(f"no model folder {spec}")
-    return DiffusionGenerator(load_pretrained(spec), steps, sampler, eta, guidance, clip, batch_size, spacing=spacing)
+    if spec not in PRETRAINED and not path.exists(): raise FileNotFoundError(f"no model folder {spec}")
+    model = load_pretrained(spec)
+    if model.is_stage: raise ValueError(f"{spec} is a super-resolution stage: name it after its base, e.g. demo+{spec}")
+    return DiffusionGenerator(model, steps, sampler, eta, guidance, clip, batch_size, spacing=spacing)
 
 # %% ../nbs/10_bench.ipynb #7f2de4fd
 def evaluate(generate: Generator, data: EvalData, seed: int = 0, fid: bool = True, consistency: bool = True,
@@ -203,7 +246,7 @@ def command_line() -> str:
 
 # %% ../nbs/10_bench.ipynb #b839ef59
 def bench_steps(
-    model: str = "demo",  # "demo", a model folder or a run folder (a diffusion model)
+    model: str = "demo",  # "demo" (the cascade; the demo alone at size 64×112), "BASE+STAGE", a model or run folder
     data: str = "synthetic",  # "synthetic" (held-out synthetic pairs) or the root of a CaDIS copy (its test split)
     steps: Sequence[int] = THESIS_STEPS,  # the sampling-step counts to compare (one row each)
     n: int = 64,  # label maps (and real images) evaluated
@@ -221,7 +264,7 @@ def bench_steps(
     command: str | None = None,  # the command line to record in the report
 ) -> list[dict]:  # one dict of metrics per step count
     "Table 1: metrics of one diffusion model sampled with each of `steps`, on the same label maps and seeds."
-    gen = load_generator(model, sampler=sampler, eta=eta, guidance=guidance, clip=clip, spacing=spacing)
+    gen = load_generator(model, sampler=sampler, eta=eta, guidance=guidance, clip=clip, spacing=spacing, size=size)
     if not isinstance(gen, DiffusionGenerator): raise ValueError(f"{model} is not a diffusion model; bench steps needs one")
     ev = eval_data(data, n, size or native_size(gen))
     ext = default_extractor() if fid else None
@@ -258,7 +301,8 @@ def bench_compare(
     models: dict[str, str],  # row name -> model spec ("demo", a diffusion or baseline model folder or run folder)
     data: str = "synthetic",  # "synthetic" or the root of a CaDIS copy
     n: int = 64,  # label maps (and real images) evaluated
-    size: tuple[int, int] | None = None,  # (H, W) to evaluate at (None: the first model's own size)
+    size: tuple[int, int] | None = None,  # (H, W) to evaluate at (None: the first model's own size); models that draw
+                                          # at another size get nearest-resized maps and are enlarged bicubically
     steps: int | None = None,  # sampling steps of diffusion models (None: each model's recommendation)
     sampler: str | None = None,  # sampler of diffusion models (None: each model's recommendation)
     spacing: str | None = None,  # step spacing of diffusion models (None: each model's recommendation)
@@ -275,9 +319,10 @@ def bench_compare(
 ) -> list[dict]:  # one dict of metrics per model
     "Table 2: each of `models` (name -> spec) on the same label maps, plus the other-style reference row."
     if not models: raise ValueError("bench compare needs at least one model (name=spec)")
-    gens = {name: load_generator(spec, steps=steps, sampler=sampler, spacing=spacing, guidance=guidance, clip=clip)
+    gens = {name: load_generator(spec, steps=steps, sampler=sampler, spacing=spacing, guidance=guidance, clip=clip, size=size)
             for name, spec in models.items()}
     ev = eval_data(data, n, size or native_size(next(iter(gens.values()))))
+    gens = {name: at_size(gen, ev.labels.shape[1:]) for name, gen in gens.items()}  # others drawn at their size, enlarged
     ext = default_extractor() if fid else None
     rows = []
     for name, gen in tqdm(gens.items(), desc="bench compare", disable=not progress):
@@ -323,7 +368,7 @@ def downstream(
     command: str | None = None,  # the command line to record in the report
 ) -> list[dict]:  # one dict per training set, mIoU averaged over the seeds (and per seed)
     "Segmenter mIoU on held-out real pairs when trained on real pairs only vs real + generated pairs."
-    gen = load_generator(model, steps=sample_steps, guidance=guidance)
+    gen = load_generator(model, steps=sample_steps, guidance=guidance, size=size)
     size = size or native_size(gen)
     real_imgs, real_labs = synthetic_pairs(range(real_offset, real_offset + n_real), size)
     _, new_labs = synthetic_pairs(range(real_offset + n_real, real_offset + n_real + n_new), size)

@@ -381,11 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "models side by side (Table 2) with KID, label consistency, diversity and time. "
                                    "downstream: a segmenter trained on real vs real + generated pairs.")
     e.add_argument("job", choices=["steps", "compare", "downstream"])
-    e.add_argument("--model", action="append", metavar="[NAME=]SPEC", help="'demo', a model/run folder or a baseline "
-                   "run folder; repeat for compare as NAME=SPEC (default: demo)")
+    e.add_argument("--model", action="append", metavar="[NAME=]SPEC", help="'demo' (the demo lifted to 256x448 by "
+                   "demo-sr; with --size 64x112 the demo alone), BASE+STAGE (e.g. runs/mine+runs/mine_sr), a model/run "
+                   "folder or a baseline run folder; repeat for compare as NAME=SPEC (default: demo)")
     e.add_argument("--data", default="synthetic", help="'synthetic' or a CaDIS root (default: %(default)s)")
     e.add_argument("--n", type=int, default=64, help="evaluation images (default: %(default)s)")
-    e.add_argument("--size", type=_size, help="image size HxW (default: the (first) model's own size)")
+    e.add_argument("--size", type=_size, help="image size HxW, e.g. 64x112 for the demo alone (default: the (first) "
+                   "model's own size, 256x448 for the demo cascade; other models are enlarged to it bicubically)")
     e.add_argument("--steps", type=int, nargs="+", help="sampling steps: a list for 'steps' (default: 2000 80 40 20 "
                    "10 4), one value for compare (default: each model's recommendation) and downstream (20)")
     e.add_argument("--sampler", choices=list(SAMPLERS), help="steps, compare: the diffusion sampler (default: the "
