@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from surgdiff.bench import HELDOUT_SEED_OFFSET, write_report
-from surgdiff.cascade import downsample, load_cascade, upsample
+from surgdiff.cascade import downsample, load_cascade, resize_labels, upsample
 from surgdiff.data import colorize, from_uint8, read_label, synthetic_scene, to_uint8
 from surgdiff.metrics import default_extractor, fid_from_features, kid_from_features
 from surgdiff.samplers import sample
@@ -54,8 +54,7 @@ def run_cascade(cascade, labels: np.ndarray, seed: int, batch: int, stage_steps,
     for i in range(0, len(lab), batch):
         with torch.inference_mode():
             t = time.perf_counter()
-            x = sample(cascade.base, torch.nn.functional.interpolate(lab[i:i + batch, None].float(), LOW, mode="nearest-exact")[:, 0].long(),
-                       generator=g, progress=False)
+            x = sample(cascade.base, resize_labels(lab[i:i + batch], LOW), generator=g, progress=False)
             secs["base"] += time.perf_counter() - t; t = time.perf_counter()
             y = cascade.lift(0, x, lab[i:i + batch], g, stage_steps, aug, progress=False)
             secs["stage"] += time.perf_counter() - t
@@ -106,7 +105,7 @@ def main():
     drawn = np.stack([synthetic_scene(s, SIZE, style_seed=s + 7_000_000)[0] for s in seeds])
     base, final, secs = run_cascade(cascade, labels, a.seed, a.batch, a.stage_steps, a.aug)
     bic = enlarge(base)
-    low_labels = np.stack([np.asarray(Image.fromarray(l).resize(LOW[::-1], Image.NEAREST)) for l in labels])
+    low_labels = resize_labels(torch.from_numpy(labels.astype(np.int64)), LOW).numpy()
     ext = default_extractor()
     f_truth = ext.extract(truth, progress=False)
     spectra = {"drawn (other style)": radial_power(drawn), "cascade": radial_power(final), "bicubic ×4": radial_power(bic)}
@@ -132,7 +131,7 @@ def main():
         files = sorted(a.real.glob("*.png"))
         real = np.stack([np.asarray(Image.fromarray(read_label(f)).resize(SIZE[::-1], Image.NEAREST)) for f in files])
         rbase, rfinal, _ = run_cascade(cascade, real, a.seed, a.batch, a.stage_steps, a.aug)
-        rlow = np.stack([np.asarray(Image.fromarray(l).resize(LOW[::-1], Image.NEAREST)) for l in real])
+        rlow = resize_labels(torch.from_numpy(real.astype(np.int64)), LOW).numpy()
         rows[0]["real_miou"] = label_consistency(rbase, rlow)["miou"]
         rows[1]["real_miou"] = label_consistency(shrink(enlarge(rbase)), rlow)["miou"]
         rows[2]["real_miou"] = label_consistency(shrink(rfinal), rlow)["miou"]

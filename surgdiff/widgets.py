@@ -354,7 +354,7 @@ def denoising_explorer(
     model = _load_model(model)
     stage = _load_model("demo-sr" if stage == "auto" and isinstance(model, DiffusionModel) and _is_demo(model) else
                         None if stage == "auto" else stage)
-    _, lab = _scene(label, _size_of(stage or model), label_seed)
+    _, lab = _scene(label, _size_of(stage if stage is not None else model), label_seed)
     st = sampling_settings(model, sampler=sampler, steps=steps, eta=eta, spacing=spacing, guidance=guidance, clip=clip)
     ex = DenoisingExplorer(model, lab, st["steps"], st["sampler"], st["eta"], st["spacing"], st["guidance"], seed, st["clip"],
                            stage=stage)

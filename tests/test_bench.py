@@ -79,3 +79,20 @@ def test_eval_data_and_reference_are_deterministic():
     ref = other_style(a)
     assert ref.shape == a.images.shape and not np.array_equal(ref, a.images)
     assert "| x |" in markdown_table([{"k": "x", "psnr": 1.0}], "k", "k")
+
+
+def test_demo_means_the_cascade_unless_a_size_says_otherwise():
+    from surgdiff.bench import ResizedGenerator, at_size, native_size
+    from surgdiff.cascade import Cascade
+    full, base = load_generator("demo"), load_generator("demo", size=(64, 112))
+    assert isinstance(full.model, Cascade) and native_size(full) == (256, 448)
+    assert not isinstance(base.model, Cascade) and native_size(base) == (64, 112)
+    assert isinstance(load_generator("demo+demo-sr").model, Cascade) and "lifted to 256×448" in full.describe()
+    with pytest.raises(ValueError, match="super-resolution stage"):
+        load_generator("demo-sr")
+    # a generator at another size draws at its own and is enlarged: 2 label maps of 256x448 -> 2 images of 256x448
+    big = at_size(base, (256, 448))
+    assert isinstance(big, ResizedGenerator) and at_size(base, (64, 112)) is base
+    labels = eval_data(n=2, size=(256, 448)).labels
+    base.steps = 2
+    assert big(labels, 0).shape == (2, 256, 448, 3)

@@ -1,0 +1,83 @@
+"""How long the main job takes, and where the time goes: `surgdiff sample` with its defaults (the demo cascade, 8
+bundled maps written at 256×448) against the demo alone (`--size 64x112`), and the split of one cascade run by stage.
+
+    python benchmarks/cascade_time.py [--runs 3]
+
+End to end: each command in a fresh process (import, model load, sampling, PNG writing), the two interleaved so both
+see the same machine load; every wall time is printed, and the median. The split: one in-process run of the 8 maps
+(batch 8, torch's threads) timing the base sampler and the stage separately, the stage with its weights in
+channels_last (how `Cascade` runs it) and in the default layout, interleaved. The ratio of the two layouts is the
+number to compare across machines; seconds depend on the CPU and its load.
+"""
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from surgdiff.cascade import load_cascade, resize_labels
+from surgdiff.cli import bundled_labels
+from surgdiff.data import read_label
+from surgdiff.samplers import sample
+
+COMMANDS = {"cascade (default, 256×448)": [], "demo alone (--size 64x112)": ["--size", "64x112"]}
+
+
+def end_to_end(runs: int) -> dict[str, list[float]]:
+    exe = Path(sys.executable).with_name("surgdiff")
+    times = {k: [] for k in COMMANDS}
+    for _ in range(runs):
+        for name, extra in COMMANDS.items():
+            with tempfile.TemporaryDirectory() as d:
+                t = time.perf_counter()
+                subprocess.run([str(exe), "sample", "--out", f"{d}/o", "--quiet", *extra], check=True, capture_output=True)
+                times[name].append(time.perf_counter() - t)
+    return times
+
+
+def split(reps: int) -> dict[str, list[float]]:
+    cascade = load_cascade()
+    labels = torch.from_numpy(np.stack([read_label(p) for p in bundled_labels()]).astype(np.int64))
+    stage = cascade.stages[0]
+    out = {"base": [], "stage, channels_last": [], "stage, default layout": []}
+    for _ in range(reps):
+        g = torch.Generator().manual_seed(0)
+        with torch.inference_mode():
+            t = time.perf_counter()
+            x = sample(cascade.base, resize_labels(labels, cascade.base.image_size), generator=g, progress=False)
+            out["base"].append(time.perf_counter() - t)
+            state = g.get_state()
+            for layout, fmt in (("stage, channels_last", torch.channels_last), ("stage, default layout", torch.contiguous_format)):
+                stage.to(memory_format=fmt)
+                g.set_state(state)
+                t = time.perf_counter()
+                cascade.lift(0, x, labels, g, progress=False)
+                out[layout].append(time.perf_counter() - t)
+            stage.to(memory_format=torch.channels_last)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=3, help="end-to-end runs of each command (default: %(default)s)")
+    p.add_argument("--reps", type=int, default=3, help="in-process repetitions of the split (default: %(default)s)")
+    a = p.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("\n| `surgdiff sample` (8 bundled maps) | wall seconds, each run | median |\n|---|---|---|")
+    for name, ts in end_to_end(a.runs).items():
+        print(f"| {name} | {', '.join(f'{t:.1f}' for t in ts)} | {statistics.median(ts):.1f} |")
+    sp = split(a.reps)
+    print("\n| part of one cascade run (8 maps, in process) | seconds, each repetition | median |\n|---|---|---|")
+    for name, ts in sp.items():
+        print(f"| {name} | {', '.join(f'{t:.2f}' for t in ts)} | {statistics.median(ts):.2f} |")
+    print(f"\nstage: default layout / channels_last = "
+          f"{statistics.median(sp['stage, default layout']) / statistics.median(sp['stage, channels_last']):.2f}×")
+
+
+if __name__ == "__main__":
+    main()
