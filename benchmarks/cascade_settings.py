@@ -5,8 +5,8 @@
 The demo samples n held-out synthetic label maps once (its recommended settings, seed 0); the stage lifts those same
 64×112 images with each setting SAMPLER:SPACING:STEPS:AUG (aug = the input's noise level ᾱ_aug, 1 = clean). Scores:
 label mIoU of the lifted images shrunk to 64×112 (the shipped segmenter), KID against the maps drawn at 256×448,
-fine-scale power relative to those drawings (spatial frequencies above a quarter of Nyquist, which a 64×112 image
-cannot hold: 1 = as much fine detail as the renderer draws), PSNR between the lifted image shrunk back and the base
+fine-scale power relative to those drawings (`cascade_quality.fine_power`: the top octave; 1 = as much fine detail
+as the renderer draws; the recorded table was measured when this band started at a quarter of Nyquist, see its notes), PSNR between the lifted image shrunk back and the base
 sample (how faithful the stage is to its input), seconds per image. Synthetic data only; n is small, so KID is rough.
 """
 import argparse
