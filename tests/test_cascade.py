@@ -10,7 +10,7 @@ from PIL import Image
 from surgdiff.cascade import (Cascade, ImageConditioned, downsample, load_cascade, lowres_condition, resize_labels,
                               upsample)
 from surgdiff.cli import main
-from surgdiff.data import from_uint8, synthetic_scene
+from surgdiff.data import from_uint8, synthetic_scene, to_uint8
 from surgdiff.diffusion import NoiseSchedule, q_sample
 from surgdiff.model import DiffusionConfig, DiffusionModel, load_pretrained
 from surgdiff.samplers import sample
@@ -175,9 +175,10 @@ def test_the_shipped_stage_agrees_with_its_input_when_downsampled():
         x = sample(ImageConditioned(stage, cond, 1.0), lab, generator=torch.Generator().manual_seed(0), progress=False)
     back = downsample(x.clamp(-1, 1), (64, 112))
     psnr = 10 * torch.log10(4 / (back - lo).square().mean())
-    bicubic_psnr = 10 * torch.log10(4 / (downsample(cond.clamp(-1, 1), (64, 112)) - lo).square().mean())
-    assert psnr > 28, f"stage output downsampled vs its input: {psnr:.1f} dB"
-    assert psnr > bicubic_psnr - 3, (psnr, bicubic_psnr)
+    # the same label maps drawn in other styles: what agreement with the label map alone would give
+    other = from_uint8(np.stack([synthetic_scene(3_000_000 + i, (256, 448), style_seed=7 + i)[0] for i in range(2)]))
+    other_psnr = 10 * torch.log10(4 / (downsample(other, (64, 112)) - lo).square().mean())
+    assert psnr > 25 and psnr > other_psnr + 8, f"stage output shrunk back vs its input: {psnr:.1f} dB, other styles {other_psnr:.1f} dB"
 
 
 def test_cli_writes_256x448_by_default_and_the_base_on_request(tmp_path):
@@ -194,6 +195,6 @@ def test_cli_writes_256x448_by_default_and_the_base_on_request(tmp_path):
     with torch.no_grad():
         x = casc.sample(torch.from_numpy(lab.astype(np.int64))[None], generator=torch.Generator().manual_seed(3),
                         progress=False)
-    py = ((x.float().clamp(-1, 1) + 1) * 127.5 + 0.5).floor().byte().permute(0, 2, 3, 1).numpy()[0]
+    py = to_uint8(x.float(), check_range=False)[0]  # the CLI's quantisation (float64), clipped
     assert np.array_equal(py, np.asarray(Image.open(tmp_path / "o" / "Video1_frame000010.png")))
 
