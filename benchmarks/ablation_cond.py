@@ -69,7 +69,7 @@ def main():
         for c in CONDS:
             cfg = config(c, size, steps[c], seed, runs)
             t0 = time.perf_counter()
-            res = train(cfg, resume=True, progress=False, dataset=ds)
+            res = train(cfg, resume=(Path(cfg.out) / "config.json").exists(), progress=False, dataset=ds)  # continue or start
             trained.append((c, seed, cfg, res, time.perf_counter() - t0))
             print(f"trained {c} seed {seed}: {steps[c]} steps in {trained[-1][-1]:.0f} s", flush=True)
     rows = []

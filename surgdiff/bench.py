@@ -28,7 +28,7 @@ from .samplers import THESIS_STEPS, sample, sampling_settings
 from .baselines import BASELINES, KIND_PREFIX, load_baseline
 from .io import load_json, save_json
 from .model import PRETRAINED, load_pretrained
-from .cascade import Cascade, resize_labels, upsample
+from .cascade import Cascade, chain, resize_labels, upsample
 
 # %% auto #0
 __all__ = ['Generator', 'DEMO_CASCADE', 'COLUMNS', 'EvalData', 'eval_data', 'other_style', 'DiffusionGenerator',
@@ -151,10 +151,7 @@ def _diffusion_chain(spec: str, size: tuple[int, int] | None):
     parts = (DEMO_CASCADE if spec == "demo" else spec).split("+")
     for p in parts:
         if p not in PRETRAINED and not Path(p).exists(): raise FileNotFoundError(f"no model folder {p}")
-    models = [load_pretrained(p) for p in parts]
-    sizes = [m.image_size for m in models]
-    if size is not None and tuple(size) in sizes: models = models[:sizes.index(tuple(size)) + 1]
-    return models[0] if len(models) == 1 else Cascade(models[0], models[1:])
+    return chain([load_pretrained(p) for p in parts], size, strict=False)
 
 def load_generator(spec: str, steps: int | None = None, sampler: str | None = None, eta: float | None = None,
                    guidance: float | None = None, clip: float | None = None, batch_size: int = 16,

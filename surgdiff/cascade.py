@@ -16,7 +16,7 @@ from .samplers import _randn, sample
 from .model import DiffusionModel, load_pretrained
 
 # %% auto #0
-__all__ = ['downsample', 'upsample', 'resize_labels', 'lowres_condition', 'ImageConditioned', 'Cascade', 'load_cascade']
+__all__ = ['downsample', 'upsample', 'resize_labels', 'lowres_condition', 'ImageConditioned', 'Cascade', 'load_cascade', 'chain']
 
 # %% ../nbs/05b_cascade.ipynb #6ef63cd8
 def downsample(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -74,8 +74,6 @@ class Cascade:
             if st.num_classes != base.num_classes: raise ValueError(f"stage {k} and the base take different label classes")
             size = st.config.image_size
         self.base, self.stages = base, list(stages)
-        for st in self.stages:  # NHWC weights: 1.3-1.6x faster at 256x448 on a CPU (benchmarks/README.md), same function
-            st.to(memory_format=torch.channels_last)
 
     @property
     def image_size(self) -> tuple[int, int]: return (self.stages[-1] if self.stages else self.base).config.image_size
@@ -136,3 +134,14 @@ def load_cascade(base: str | Path = "demo",  # the base model: "demo" or a model
                  ) -> Cascade:
     "The shipped cascade (`load_cascade()`: the demo at 64×112, lifted to 256×448 by `demo-sr`), or one of your own."
     return Cascade(load_pretrained(base, device), [load_pretrained(s, device) for s in stages])
+
+def chain(models: list[DiffusionModel],  # a base model, then the stages that lift it, smallest first
+          size: tuple[int, int] | None = None,  # keep the models up to the one that makes this size (None: all)
+          strict: bool = True,  # a `size` no model makes is an error (False: keep all of them)
+          ) -> DiffusionModel | Cascade:  # the base alone when nothing lifts it, else a `Cascade`
+    "The sampler of `models` cut at the one that makes `size`: how `surgdiff sample --size` and bench pick a size."
+    sizes = [tuple(m.image_size) for m in models]
+    if size is not None and tuple(size) in sizes: models = models[:sizes.index(tuple(size)) + 1]
+    elif size is not None and strict:
+        raise ValueError(f"size {size[0]}x{size[1]}: these models make " + ", ".join(f"{h}x{w}" for h, w in sizes))
+    return models[0] if len(models) == 1 else Cascade(models[0], list(models[1:]))

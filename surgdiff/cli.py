@@ -17,9 +17,9 @@ from PIL import Image
 
 from . import bench
 from .baselines import BASELINES, BaselineConfig, baseline_config, train_baseline
-from .io import atomic_dir, load_json
+from .io import FolderInUse, atomic_dir, folder_lock, load_json
 from .model import ASSETS, load_pretrained
-from .cascade import Cascade
+from .cascade import Cascade, chain
 from .fit import TrainingDiverged
 from .train import TRAIN_PRESETS, TrainConfig, train
 from .samplers import LEVEL_SPACINGS, SAMPLERS, THESIS_STEPS, sample, sampling_settings
@@ -47,14 +47,15 @@ def _size(text: str) -> tuple[int, int]:
 
 @contextmanager
 def atomic_output_dir(out: str | Path):
-    "Yield a temporary folder that becomes `out` only if the block finishes; refuse a non-empty `out`."
+    "Yield a temporary folder that becomes `out` only if the block finishes; refuse a non-empty `out` or one in use."
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CLIError(f"output {out} already exists and is not empty; choose a new folder")
-    if out.exists() and not os.access(out, os.W_OK):  # an empty folder someone made read-only: do not replace it
-        raise CLIError(f"output {out} is not writable")
-    with atomic_dir(out) as tmp:
-        yield tmp
+    with folder_lock(out):  # one writer: a second job to the same --out stops here, before any work
+        if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+            raise CLIError(f"output {out} already exists and is not an empty folder; choose a new folder")
+        if out.exists() and not os.access(out, os.W_OK):  # an empty folder someone made read-only: do not replace it
+            raise CLIError(f"output {out} is not writable")
+        with atomic_dir(out) as tmp:
+            yield tmp
 
 # %% ../nbs/90_cli.ipynb #c9aabacd
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -68,7 +69,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
         imgs = [np.asarray(Image.open(p)) for p in firsts]
         labs = [np.asarray(Image.open(p.parent.parent / "Labels" / p.name)) for p in firsts]
         Image.fromarray(contact_sheet(imgs, labs, ncols=4)).save(tmp / "contact_sheet.png")
-    n = len(videos) * args.frames
+        n = len(list(tmp.glob("Video*/Images/*.png")))  # what is on disk (--videos 1 1 names one video twice)
     print(f"wrote {n} synthetic frames of {args.size[0]}x{args.size[1]} to {args.out} "
           f"(CaDIS layout) and {Path(args.out) / 'contact_sheet.png'}")
 
@@ -103,7 +104,7 @@ def _label_files(spec: str | None) -> list[Path]:
     p = Path(spec)
     if p.is_file(): return [p]
     if p.is_dir():
-        files = sorted(p.rglob("*.png"))
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() == ".png" and not f.is_dir())  # .PNG too
         if not files: raise CLIError(f"--labels {p}: no PNG label maps in this folder")
         return files
     raise CLIError(f"--labels {p}: no such file or folder")
@@ -161,12 +162,8 @@ def _load_model(args: argparse.Namespace):
             raise CLIError(f"stage {spec} lifts {'x'.join(map(str, st.config.lowres_size or ('?',)))} images but the model "
                            f"before it makes {h}x{w} ones; give --stages none (or --size {h}x{w}) for that model alone")
         models.append(st)
-    sizes = [tuple(m.config.image_size) for m in models]
-    if args.size is not None:
-        if tuple(args.size) not in sizes:
-            raise CLIError(f"--size {args.size[0]}x{args.size[1]}: this cascade makes " + ", ".join(f"{h}x{w}" for h, w in sizes))
-        models = models[:sizes.index(tuple(args.size)) + 1]
-    return models[0] if len(models) == 1 else Cascade(models[0], models[1:])
+    try: return chain(models, args.size)
+    except ValueError as e: raise CLIError(f"--{e}") from None
 
 def _sampling_args(args: argparse.Namespace) -> dict:
     "The sampling flags given on the command line (None = the model's recommendation)."
@@ -416,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         status = args.func(args)
-    except (CLIError, ValueError, FileNotFoundError, PermissionError, TrainingDiverged) as err:
+    except (CLIError, ValueError, OSError, TrainingDiverged, FolderInUse) as err:  # OSError: disk full, read-only, a path, named
         print(f"surgdiff {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

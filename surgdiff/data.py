@@ -420,12 +420,15 @@ LOSSLESS_FORMATS = ("PNG", "BMP", "TIFF")  # label maps must come back with exac
 
 def read_label(path: str | Path) -> np.ndarray:
     "Read a CaDIS label PNG as an H×W uint8 array of ids (grey, palette, or RGB/RGBA with equal channels)."
-    path = Path(path)
+    path = _regular_file(path, "label")
     try:
         with Image.open(path) as im:
             im.load(); mode, fmt = im.mode, im.format; arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read label file {path}: {err}") from None
+    if fmt == "PNG" and _png_bit_depth(path) == 16 and mode not in ("I", "I;16"):
+        raise ValueError(f"label file {path} is a 16-bit {mode} PNG, which is read at 8 bits (ids would change); "
+                         "save label maps as 8-bit grey or palette PNGs")
     if fmt not in LOSSLESS_FORMATS:  # by content, not by name: JPEG bytes named .png are refused too
         raise ValueError(f"label file {path} is {fmt}, a lossy format that invents classes at edges; "
                          "save label maps as PNG")
@@ -443,12 +446,27 @@ def read_label(path: str | Path) -> np.ndarray:
     return arr.astype(np.uint8)
 
 def read_image(path: str | Path) -> np.ndarray:
-    "Read an image file as H×W×3 uint8 RGB, with an error that names the file if it cannot be read."
+    "Read an image file as H×W×3 uint8 RGB (16-bit grey scaled to 8 bits), with an error that names the file."
+    path = _regular_file(path, "image")
     try:
         with Image.open(path) as im:
+            if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: convert("RGB") would clip it to white
+                grey = (np.asarray(im, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read image file {path}: {err}") from None
+
+def _regular_file(path: str | Path, what: str) -> Path:
+    "`path` if it is a regular file (a FIFO or a device would block or never end), else a ValueError naming it."
+    path = Path(path)
+    if not path.is_file(): raise ValueError(f"{what} file {path} is missing or not a regular file")
+    return path
+
+def _png_bit_depth(path: Path) -> int:
+    "The bit depth a PNG's header declares (byte 24: after the 8-byte signature and the IHDR chunk's start)."
+    with open(path, "rb") as f: head = f.read(26)
+    return head[24] if len(head) == 26 else 8
 
 def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
     "Resize an image (area when shrinking, bilinear when enlarging) and its label (nearest) to `size`=(H, W)."

@@ -246,18 +246,22 @@ class Checkpoint(Callback):
                   "(resume=True, or --resume on the command line)", file=sys.stderr)
 
 class Interrupt(Callback):
-    "The first Ctrl-C (SIGINT) asks the loop to stop at the next step boundary; a second one interrupts at once."
+    """The first Ctrl-C (SIGINT) or SIGTERM (`docker stop`, a SLURM preemption) asks the loop to stop at the next step
+    boundary, where `Checkpoint` saves; a second one interrupts at once."""
     order = -30
-    def __init__(self): self.requested, self._old = False, None
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    def __init__(self): self.requested, self._old = False, {}
     def _handler(self, signum, frame):
         if self.requested: raise KeyboardInterrupt
         self.requested = True
     def before_fit(self, state: FitState) -> None:
         self.requested = False
-        if threading.current_thread() is threading.main_thread(): self._old = signal.signal(signal.SIGINT, self._handler)
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
     def before_step(self, state: FitState) -> None: state.stop = state.stop or self.requested
     def after_fit(self, state: FitState) -> None:
-        if self._old is not None: signal.signal(signal.SIGINT, self._old); self._old = None
+        for s, old in self._old.items(): signal.signal(s, old)
+        self._old = {}
 
 class SyncStop(Callback):
     "Under DDP: stop every rank when any one asked to (a max all-reduce of the stop flag before each step)."

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import fcntl
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import asdict, fields
@@ -21,10 +25,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 # %% auto #0
-__all__ = ['FOLDER_KEYS', 'RESUME_SAFE', 'CheckpointError', 'atomic_dir', 'save_json', 'load_json', 'file_hash', 'save_tensors',
-           'load_tensors', 'check_state_dict', 'save_model_folder', 'load_state', 'read_config', 'Config',
-           'save_training_state', 'load_training_state', 'checkpoint_sha256', 'last_good_checkpoint',
-           'diverged_message', 'resume_changes', 'record_resume', 'latest_checkpoint']
+__all__ = ['PARTIAL_LOCK', 'FOLDER_KEYS', 'RESUME_SAFE', 'CheckpointError', 'atomic_dir', 'FolderInUse', 'folder_lock',
+           'save_json', 'load_json', 'file_hash', 'save_tensors', 'load_tensors', 'check_state_dict',
+           'save_model_folder', 'load_state', 'read_config', 'Config', 'save_training_state', 'load_training_state',
+           'checkpoint_sha256', 'last_good_checkpoint', 'diverged_message', 'resume_changes', 'check_run_folder',
+           'record_resume', 'latest_checkpoint']
 
 # %% ../nbs/00a_io.ipynb #a5116aad
 class CheckpointError(ValueError):
@@ -34,32 +39,40 @@ def _atomic_write(path: Path, write) -> None:
     "Call `write(tmp_path)` and rename the result over `path` (atomic within a folder)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd); os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared model folder must be readable by others
+    os.close(fd)
     try:
-        write(tmp)
+        write(tmp)  # some writers (safetensors) replace the file, so its mode is set after they are done
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a shared model folder must be readable like any file
         with open(tmp, "rb") as f: os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
 
-def _alive(pid: int) -> bool:
-    "Whether a process `pid` exists on this machine."
+PARTIAL_LOCK = ".partial.lock"  #: inside a partial folder: flock-held by its writer for as long as it lives
+
+def _writer_is_gone(partial: Path) -> bool:
+    "Whether nobody holds `partial`'s lock: its writer was killed. No lock file (being finished, or an old version): keep it."
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        f = open(partial / PARTIAL_LOCK, "rb")
+    except OSError:
         return False
-    except PermissionError:
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held: a live writer, on this machine or another one sharing the folder
         return True
-    return True
 
 @contextmanager
 def atomic_dir(final: str | Path, replace: bool = False):
-    "Yield a temporary folder beside `final` that is renamed to `final` only if the block finishes (else removed)."
+    """Yield a temporary folder beside `final` that is renamed to `final` only if the block finishes (else removed).
+    Partial folders left by killed writers are removed; a live writer's never is (it holds a lock, not a PID check)."""
     final = Path(final); final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(".*.partial-*"):  # left by processes that were killed (SIGKILL): their pid is gone
-        pid = stale.name.rsplit(".partial-", 1)[1].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)): shutil.rmtree(stale, ignore_errors=True)
+    for stale in final.parent.glob(".*.partial-*"):
+        if stale.is_dir() and _writer_is_gone(stale): shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
+    lock = open(tmp / PARTIAL_LOCK, "wb"); fcntl.flock(lock, fcntl.LOCK_EX)  # released when this process ends, however
     umask = os.umask(0); os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the finished folder gets the usual permissions
     try:
@@ -68,9 +81,36 @@ def atomic_dir(final: str | Path, replace: bool = False):
             if not replace and (not final.is_dir() or any(final.iterdir())):
                 raise FileExistsError(f"{final} already exists and is not empty")
             shutil.rmtree(final) if final.is_dir() else final.unlink()
+        os.unlink(tmp / PARTIAL_LOCK)  # still held until closed: a cleaner that opened it first sees it locked
         os.replace(tmp, final)
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        lock.close()
+
+class FolderInUse(RuntimeError):
+    "Another process is writing to this run or output folder."
+
+@contextmanager
+def folder_lock(folder: str | Path,  # a run or output folder (it need not exist yet)
+                enabled: bool = True):  # False: do nothing (e.g. on ranks other than 0)
+    """Hold `folder` for one writer while the block runs: a second one gets `FolderInUse` naming the holder. The lock
+    is `.NAME.lock` beside the folder (flock: holds across processes and containers on one machine, and on network
+    filesystems that support flock); it is released however the holder ends, even killed."""
+    if not enabled:
+        yield; return
+    folder = Path(folder); folder.parent.mkdir(parents=True, exist_ok=True)
+    f = open(folder.parent / f".{folder.name}.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0); holder = f.read().strip() or "another process"; f.close()
+        raise FolderInUse(f"{folder} is being written by {holder}; wait for it to finish or choose another folder") from None
+    try:
+        f.seek(0); f.truncate(); f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        f.flush()
+        yield
+    finally:
+        f.close()
 
 def save_json(path: str | Path, obj: Any) -> None:
     "Write `obj` as indented JSON, atomically."
@@ -98,7 +138,9 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     digest = {}
     def write(tmp):
-        save_file(tensors, tmp, metadata=metadata); digest["sha256"] = file_hash(tmp)
+        try: save_file(tensors, tmp, metadata=metadata)
+        except SafetensorError as err: raise OSError(f"could not write {path} (disk full or read-only?): {err}") from None
+        digest["sha256"] = file_hash(tmp)
     _atomic_write(Path(path), write)
     return digest["sha256"]
 
@@ -236,7 +278,8 @@ def save_training_state(run: str | Path, step: int, modules: dict[str, nn.Module
             sha[f"{name}.safetensors"] = save_tensors(tmp / f"{name}.safetensors", opt_tensors)
         save_json(tmp / "state.json", {"step": step, "history": history, "sha256": sha, **opt_meta})
     save_json(run / "latest.json", {"checkpoint": final.name, "step": step})
-    for old in sorted(ckdir.glob("step_*"))[:-keep] if keep > 0 else []:
+    steps = sorted((int(p.name[5:]), p) for p in ckdir.glob("step_*") if p.name[5:].isdigit())  # by number: 10^8 > 99999999
+    for _, old in steps[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -291,6 +334,28 @@ def resume_changes(run: str | Path, config: dict, safe: Sequence[str] = RESUME_S
                               f"start a new run folder (only {', '.join(safe)} may change on resume)")
     return changes
 
+def check_run_folder(run: str | Path,  # the run folder a trainer is about to write
+                     config: dict,  # the run's config, as it will be recorded in config.json
+                     resume: bool,  # continue the run (True) or start a new one (False)
+                     identity: str | None = None,  # a config field that names what is trained; resuming another is refused
+                     safe: Sequence[str] = RESUME_SAFE,  # fields that may change on resume
+                     ) -> dict[str, list] | None:  # None for a new run; on resume the safe changes (`resume_changes`)
+    "Every trainer's check before it writes: a new run never lands on checkpoints, a resume only continues a real run."
+    run = Path(run)
+    if not resume:
+        if (run / "latest.json").exists():
+            raise CheckpointError(f"run folder {run} already has checkpoints; resume it (resume=True, or --resume on the "
+                                  "command line) or choose a new folder")
+        return None
+    if not (run / "config.json").is_file():
+        raise CheckpointError(f"cannot resume {run}: it is not a run folder (it has no config.json); check the path, "
+                              "or start a new run there without resume (--resume)")
+    if identity is not None:
+        old = load_json(run / "config.json")
+        if isinstance(old, dict) and old.get(identity) != config.get(identity):
+            raise CheckpointError(f"{run} holds a {old.get(identity)!r} run, not a {config.get(identity)!r} one")
+    return resume_changes(run, config, safe)
+
 def record_resume(run: str | Path, step: int, changes: dict[str, list]) -> None:
     "Append the safe changes of a resume to `resumes.json`; `config.json` keeps what the run started with."
     path = Path(run) / "resumes.json"
@@ -301,8 +366,8 @@ def latest_checkpoint(run: str | Path) -> Path:
     "The folder `latest.json` points at, checked to exist."
     run = Path(run)
     info = load_json(run / "latest.json")
-    if not (isinstance(info, dict) and isinstance(info.get("checkpoint"), str) and info["checkpoint"].startswith("step_")):
-        raise CheckpointError(f"{run / 'latest.json'} does not name a checkpoint folder (damaged?): {str(info)[:80]}")
+    if not (isinstance(info, dict) and isinstance(info.get("checkpoint"), str) and re.fullmatch(r"step_\d+", info["checkpoint"])):
+        raise CheckpointError(f"{run / 'latest.json'} does not name a checkpoint folder of its run (damaged?): {str(info)[:80]}")
     ck = run / "checkpoints" / info["checkpoint"]
     if not ck.is_dir(): raise CheckpointError(f"{run / 'latest.json'} points at {ck}, which does not exist")
     return ck

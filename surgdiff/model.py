@@ -40,6 +40,10 @@ class DiffusionConfig(Config):
     def __post_init__(self):
         self.image_size = tuple(self.image_size)
         if self.lowres_size is not None: self.lowres_size = tuple(self.lowres_size)
+        for name, size in [("image_size", self.image_size), ("lowres_size", self.lowres_size or (8, 8))]:
+            if (len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or not 8 <= s <= 8192 for s in size)
+                    or size[0] * size[1] > 2 ** 24):  # checked before anything is built or sampled
+                raise ValueError(f"DiffusionConfig.{name} must be (H, W) integers in 8..8192 with H*W <= 2^24, not {size!r}")
         if isinstance(self.aug_alpha_bar, bool) or not isinstance(self.aug_alpha_bar, (int, float)) or not 0 < self.aug_alpha_bar <= 1:
             raise ValueError(f"aug_alpha_bar must be a noise level in (0, 1], not {self.aug_alpha_bar!r}")
         sampling_settings(None, **self.sampling)  # validates the names
@@ -98,7 +102,9 @@ def load_pretrained(
     name_or_path: str | Path = "demo",  # "demo" or "demo-sr" (shipped), a model folder or a run folder (its latest EMA)
     device: str | torch.device = "cpu",  # where to put the model
 ) -> DiffusionModel:  # in eval mode, with its schedule and recommended sampling settings
-    "A ready `DiffusionModel` (eval mode, EMA weights) from a shipped name, a model folder or a run folder."
+    """A ready `DiffusionModel` (eval mode, EMA weights) from a shipped name, a model folder or a run folder.
+    Its weights are in the channels_last (NHWC) layout: the same function, 1.2-1.3x faster sampling on a CPU
+    (`benchmarks/README.md`)."""
     name = str(name_or_path)
     path = ASSETS / PRETRAINED[name] if name in PRETRAINED else Path(name_or_path)
     if not path.exists():
@@ -108,7 +114,7 @@ def load_pretrained(
         model = _model_from_folder(path / "model", ck / "ema.safetensors", checkpoint_sha256(ck, "ema.safetensors"))
     else:
         model = _model_from_folder(path, path / "model.safetensors", read_config(path).get("weights_sha256"))
-    return model.to(device)
+    return model.to(device, memory_format=torch.channels_last)
 
 def export_model(run: str | Path,  # a run folder (its latest checkpoint's EMA weights are exported)
                  out: str | Path,  # the model folder to write

@@ -271,7 +271,11 @@ def sampling_settings(model, **overrides) -> dict:
                                       or math.isnan(out[name])):
             raise ValueError(f"{name} must be a number, not {out[name]!r}")
     if not 0 <= out["eta"] <= 1: raise ValueError(f"eta must be between 0 (deterministic) and 1 (DDPM-like), not {out['eta']}")
-    if out["clip"] is not None and (math.isinf(out["clip"]) or out["clip"] <= 0): out["clip"] = None  # 0 or inf: off
+    if not 0 <= out["guidance"] <= 100:  # beyond, the guided prediction overflows to inf/NaN
+        raise ValueError(f"guidance must be between 0 (unconditional) and 100, not {out['guidance']}")
+    if out["clip"] is not None and out["clip"] < 0:
+        raise ValueError(f"clip must be positive (clamp x̂0 to [-clip, clip]) or 0 for no clipping, not {out['clip']}")
+    if out["clip"] is not None and (math.isinf(out["clip"]) or out["clip"] == 0): out["clip"] = None  # 0 or inf: off
     return out
 
 def sample(

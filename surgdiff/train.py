@@ -23,8 +23,8 @@ import numpy as np
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .io import (CheckpointError, Config, latest_checkpoint, load_training_state, record_resume,
-                         resume_changes, save_json, save_training_state)
+from .io import (Config, check_run_folder, folder_lock, latest_checkpoint, load_training_state,
+                         record_resume, save_json)
 from .data import (CaDISDataset, contact_sheet, from_uint8, num_classes, remap, synthetic_scene,
                            to_uint8)
 from .diffusion import NoiseSchedule, q_sample, sample_noise_level, v_from_x0_eps
@@ -63,6 +63,11 @@ class CachedDataset(torch.utils.data.Dataset):
             self.cache[i] = (to_uint8(x), y.to(torch.uint8))  # kept as uint8: a quarter of the memory
         x, y = self.cache[i]
         return from_uint8(x)[0], y.long()
+    def fill(self, progress: bool = True) -> CachedDataset:
+        "Read every item now: a broken, truncated or mismatched file is named before step 0, not hours into training."
+        from tqdm.auto import tqdm
+        for i in tqdm(range(len(self)), desc="reading and checking every frame", disable=not progress): self[i]
+        return self
 
 
 # %% ../nbs/06_train.ipynb #470afe21
@@ -116,6 +121,8 @@ class TrainConfig(Config):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
                 raise ValueError(f"TrainConfig.{name} must be a number, not {v!r}")
         if self.steps < 1 or self.batch_size < 1: raise ValueError("steps and batch_size must be positive")
+        if self.checkpoint_every < 1:  # 0 would train for hours and keep nothing
+            raise ValueError(f"checkpoint_every must be at least 1 (a checkpoint is also saved at the end), not {self.checkpoint_every}")
         if not 0 <= self.label_dropout < 1: raise ValueError(f"label_dropout must be in [0, 1), not {self.label_dropout}")
         if self.prediction not in ("eps", "v"): raise ValueError(f"prediction must be 'eps' or 'v', not {self.prediction!r}")
         if not 0 < self.aug_alpha_bar_min <= 1: raise ValueError(f"aug_alpha_bar_min must be in (0, 1], not {self.aug_alpha_bar_min}")
@@ -286,7 +293,7 @@ def build_dataset(cfg: TrainConfig, progress: bool = True):
     "The training pairs of `cfg`: synthetic scenes or a cached `CaDISDataset`."
     if cfg.data == "synthetic":
         return SyntheticScenes(cfg.synthetic_scenes, cfg.image_size, 0, cfg.grouping, progress=progress)
-    return CachedDataset(CaDISDataset(cfg.data, cfg.split, cfg.videos, cfg.grouping, cfg.image_size))
+    return CachedDataset(CaDISDataset(cfg.data, cfg.split, cfg.videos, cfg.grouping, cfg.image_size)).fill(progress)
 
 def preview_labels(cfg: TrainConfig, n: int = 4) -> Tensor:
     "Fixed held-out synthetic label maps used for the sample grids (seeds 10⁶, 10⁶+1, …)."
@@ -334,7 +341,7 @@ def train(
     device: str | torch.device | None = None,  # where to train (None: this rank's GPU if there is one, else the CPU)
 ) -> TrainResult:  # the EMA model, the raw model, the run folder, the step reached and the loss history
     "Train a `DiffusionModel` as `cfg` says, in one process or under torchrun (DDP); torch's thread count is restored after."
-    with torch_threads(cfg.num_threads):
+    with torch_threads(cfg.num_threads), folder_lock(cfg.out, enabled=dist_info()[0] == 0):  # one writer per run folder
         return _train(cfg, resume, progress, dataset, device)
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> TrainResult:
@@ -347,11 +354,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> T
     run = Path(cfg.out)
     mcfg = cfg.model_config()
     changes = None  # on resume: the safe fields that changed (see `resume_changes`)
-    if rank == 0:
-        if not resume and (run / "latest.json").exists():
-            raise CheckpointError(f"run folder {run} already has checkpoints; resume it (resume=True, or --resume on the "
-                                  "command line) or choose a new folder")
-        if resume and (run / "config.json").exists(): changes = resume_changes(run, cfg.to_dict())
+    if rank == 0: changes = check_run_folder(run, cfg.to_dict(), resume)
     torch.manual_seed(cfg.seed)
     model = DiffusionModel(mcfg).to(device)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)

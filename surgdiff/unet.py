@@ -75,12 +75,30 @@ class UNetConfig(Config):
             raise ValueError(f"image_channels must be an integer >= 0, not {self.image_channels!r}")
         if not self.channel_mults or self.num_res_blocks < 1:
             raise ValueError("channel_mults must be non-empty and num_res_blocks >= 1")
+        for name, v, hi in [("base_channels", self.base_channels, 4096), ("num_res_blocks", self.num_res_blocks, 64),
+                            ("levels", len(self.channel_mults), 12), ("num_heads", self.num_heads, 256),
+                            ("spade_hidden", self.spade_hidden, 4096), ("num_classes", self.num_classes, 1024)]:
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:  # checked before anything is built
+                raise ValueError(f"UNetConfig.{name} must be an integer in 1..{hi}, not {v!r}")
+        if self.approx_parameters() > self.MAX_PARAMETERS:
+            raise ValueError(f"this U-Net would have about {self.approx_parameters() / 1e9:.1f} billion parameters "
+                             f"(more than {self.MAX_PARAMETERS / 1e9:.0f} billion): check base_channels, channel_mults "
+                             "and num_res_blocks")
         if self.spade_levels is not None:
             self.spade_levels = tuple(sorted(set(self.spade_levels)))
             if not self.spade_levels or not set(self.spade_levels) <= set(range(self.levels)):
                 raise ValueError(f"spade_levels must be a non-empty subset of 0..{self.levels - 1}, got {self.spade_levels}")
             if self.cond == "concat":
                 raise ValueError("spade_levels chooses where SPADE goes: it needs cond='spade' or 'both'")
+
+    MAX_PARAMETERS = 2_000_000_000  # 8 GB of fp32 weights: 3x SR3's largest published model
+
+    def approx_parameters(self) -> float:
+        "About how many parameters the U-Net has (its 3×3 convolutions' weights), from the config alone."
+        widths = [self.base_channels * m for m in self.channel_mults]
+        if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in self.channel_mults):
+            raise ValueError(f"channel_mults must be positive integers, not {self.channel_mults}")
+        return float(sum((2 * self.num_res_blocks + 1) * 2 * 9 * w * w for w in widths))
 
     @property
     def levels(self) -> int:

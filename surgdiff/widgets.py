@@ -23,7 +23,7 @@ from scipy import ndimage
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .data import CLASS_NAMES, IGNORE, INSTRUMENTS, colorize, from_uint8, synthetic_scene, to_uint8
+from .data import CLASS_NAMES, IGNORE, INSTRUMENTS, check_label_ids, colorize, from_uint8, synthetic_scene, to_uint8
 from .diffusion import NoiseSchedule, predict_x0_eps, q_sample
 from .samplers import LEVEL_SPACINGS, SAMPLERS, THESIS_STEPS, ddim_invert, sample, sampling_settings
 from .segment import label_consistency
@@ -104,9 +104,14 @@ def _scene(label, size: tuple[int, int], seed: int) -> tuple[np.ndarray | None, 
     lab = np.asarray(label.cpu() if isinstance(label, Tensor) else label)
     if lab.ndim == 3 and lab.shape[0] == 1: lab = lab[0]
     if lab.ndim != 2: raise ValueError(f"label must be an H×W map of class ids, got shape {lab.shape}")
-    bad = (lab >= len(CLASS_NAMES)) & (lab != IGNORE)
-    if bad.any(): raise ValueError(f"label has ids outside 0..{len(CLASS_NAMES) - 1} and {IGNORE}: {np.unique(lab[bad])[:5]}")
+    check_label_ids(lab)  # the checks `sample` makes: integer ids (not float, not bool), 0..35 or 255
     return None, lab.astype(np.uint8)
+
+def _within(name: str, value, lo, hi):
+    "`value` if the explorer's control can show it; else a ValueError (a widget would clamp it silently)."
+    if value is not None and (isinstance(value, bool) or not lo <= value <= hi):
+        raise ValueError(f"{name} must be between {lo} and {hi} in the explorer, not {value!r}")
+    return value
 
 def _model_label(model, label: np.ndarray) -> Tensor:
     lab = torch.from_numpy(label.astype(np.int64))[None]
@@ -131,6 +136,7 @@ class NoisingExplorer(W.VBox):
     "Timestep slider and schedule picker over x_t = q_sample(x0, alpha_bar[t], eps); see `noising_explorer`."
     def __init__(self, image: np.ndarray, label: np.ndarray | None, schedule: str = "linear-2000", t: int | None = None,
                  noise_seed: int = 0, model=None, scale: int = 3):
+        _within("noise_seed", noise_seed, 0, 2**31 - 1)
         self.model, self.scale, self.label = model, scale, label
         self.x0 = from_uint8(np.asarray(image))
         self.schedule_picker = W.Dropdown(options=SCHEDULE_NAMES, value=schedule, description="schedule")
@@ -290,6 +296,8 @@ class DenoisingExplorer(W.VBox):
         self.model, self.label, self.clip, self.scale = model, label, clip, scale
         self.cascade = Cascade(model, [stage]) if stage is not None else None  # the result, lifted by a stage
         T = model.schedule.T
+        _within("steps", steps, 1, T); _within("eta", eta, 0, 1); _within("guidance", guidance, 0, 5)
+        _within("seed", seed, 0, 2**31 - 1)
         self.sampler = W.Dropdown(options=list(SAMPLERS), value=sampler, description="sampler")
         self.steps = W.BoundedIntText(value=steps, min=1, max=T, description="steps")
         self.steps_preset = W.ToggleButtons(options=[str(s) for s in THESIS_STEPS], value=None,
@@ -580,6 +588,7 @@ class LabelEditor(W.VBox):
     def __init__(self, model, label: np.ndarray, image: np.ndarray | None = None, steps: int = 20,
                  guidance: float = 1.5, style_seed: int = 0, clip: float | None = 1.0, scale: int = 3,
                  invert_steps: int = 50):
+        _within("guidance", guidance, 0, 5); _within("style_seed", style_seed, 0, 2**31 - 1)
         self.model, self.base, self.real, self.steps, self.clip, self.scale = model, label, image, steps, clip, scale
         self.invert_steps = invert_steps
         present = [int(c) for c in np.unique(label) if c != IGNORE]

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from surgdiff.cascade import (Cascade, ImageConditioned, downsample, load_cascade, lowres_condition, resize_labels,
-                              upsample)
+from surgdiff.cascade import (Cascade, ImageConditioned, chain, downsample, load_cascade, lowres_condition,
+                              resize_labels, upsample)
 from surgdiff.cli import main
 from surgdiff.data import from_uint8, synthetic_scene, to_uint8
 from surgdiff.diffusion import NoiseSchedule, q_sample
@@ -140,6 +140,25 @@ def test_cascade_samples_every_stage_reproducibly():
     assert not torch.equal(x, casc.sample(lab, generator=torch.Generator().manual_seed(2), **kw))
     with pytest.raises(ValueError, match="aug_alpha_bar"):
         casc.sample(lab, aug_alpha_bar=0.0, progress=False)
+
+
+def test_chain_cuts_at_the_size_asked_for():
+    torch.manual_seed(0)
+    base = DiffusionModel(DiffusionConfig(unet={**MICRO_SR, "image_channels": 0}, image_size=(8, 8)))
+    s1, s2 = micro_stage((8, 8), (16, 16)), micro_stage((16, 16), (32, 32))
+    whole = chain([base, s1, s2])
+    assert isinstance(whole, Cascade) and whole.image_size == (32, 32) and whole.stages == [s1, s2]
+    assert chain([base, s1, s2], (16, 16)).stages == [s1]
+    assert chain([base, s1, s2], (8, 8)) is base and chain([base]) is base
+    with pytest.raises(ValueError, match="size 64x64: these models make 8x8, 16x16, 32x32"):
+        chain([base, s1, s2], (64, 64))
+    assert chain([base, s1, s2], (64, 64), strict=False).image_size == (32, 32)  # bench: run it whole, resize after
+
+
+def test_pretrained_models_load_channels_last():
+    for name in ("demo", "demo-sr"):
+        conv = next(m for m in load_pretrained(name).modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last), name
 
 
 def test_image_conditioned_repeats_the_condition_for_guidance():

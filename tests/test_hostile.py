@@ -262,16 +262,16 @@ def test_stretching_resize_is_said(tmp_path, capsys, label):
 
 
 def test_killed_partial_outputs_are_cleaned_up_by_the_next_run(tmp_path):
-    from surgdiff.io import atomic_dir
-    dead = tmp_path / ".out.partial-999999999-abc"   # a pid that cannot be alive
-    dead.mkdir()
+    from surgdiff.io import PARTIAL_LOCK, atomic_dir
+    dead = tmp_path / ".out.partial-999999999-abc"   # its writer was killed: the lock file is there, nobody holds it
+    dead.mkdir(); (dead / PARTIAL_LOCK).touch()
     with atomic_dir(tmp_path / "out") as tmp: (tmp / "a").write_text("x")
-    assert not dead.exists() and (tmp_path / "out" / "a").exists()
+    assert not dead.exists() and (tmp_path / "out" / "a").exists() and not (tmp_path / "out" / PARTIAL_LOCK).exists()
     assert (tmp_path / "out").stat().st_mode & 0o777 != 0o700  # the usual permissions, not mkdtemp's 0700
 
 
-def interrupt_cli(args: list[str], run) -> tuple[int, str, str]:
-    "Run `surgdiff ARGS` in a fresh process, press Ctrl-C once it is training (its run folder exists), return rc, out, err."
+def interrupt_cli(args: list[str], run, sig: str = "SIGINT") -> tuple[int, str, str]:
+    "Run `surgdiff ARGS` in a fresh process, send `sig` once it is training (its run folder exists), return rc, out, err."
     import signal, subprocess, sys, time
     proc = subprocess.Popen([sys.executable, "-m", "surgdiff.cli", *args, "--quiet"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -279,19 +279,20 @@ def interrupt_cli(args: list[str], run) -> tuple[int, str, str]:
         if (run / "config.json").exists(): break
         time.sleep(0.1)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sig))
     out, err = proc.communicate(timeout=120)
     return proc.returncode, out, err
 
 
-def test_ctrl_c_in_cli_training_exits_130_after_saving(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])  # SIGTERM: docker stop, a SLURM preemption
+def test_ctrl_c_in_cli_training_exits_130_after_saving(tmp_path, sig):
     import json
     from surgdiff.train import TrainConfig
     run = tmp_path / "run"
     cfg = TrainConfig(model=MICRO, image_size=(16, 16), synthetic_scenes=8, steps=100_000, batch_size=2,
                       log_every=1000, sample_every=0, checkpoint_every=100_000, num_threads=1, bf16=False, out=str(run))
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
-    rc, out, err = interrupt_cli(["train", "--config", str(tmp_path / "cfg.json")], run)
+    rc, out, err = interrupt_cli(["train", "--config", str(tmp_path / "cfg.json")], run, sig)
     assert rc == 130, err
     assert "interrupted at step" in out and (run / "latest.json").exists()
 
@@ -326,3 +327,189 @@ def test_explorers_refuse_nan_options(demo, option):
     from surgdiff.widgets import denoising_explorer
     with pytest.raises(ValueError, match=option):
         denoising_explorer(demo, sampler="ddim", **{option: float("nan")}, fallback=False)
+
+
+# --- issue #22: shared folders, several writers, untrusted run folders ----------------------------------------------
+
+def test_a_live_writers_partial_folder_is_never_removed(tmp_path):
+    "The writer may live in another container or host (its PID invisible here): its held lock, not its PID, protects it."
+    import fcntl
+    from surgdiff.io import PARTIAL_LOCK, atomic_dir
+    live = tmp_path / ".out.partial-999999999-live"; live.mkdir()
+    holder = open(live / PARTIAL_LOCK, "wb"); fcntl.flock(holder, fcntl.LOCK_EX)  # another open file: another writer
+    legacy = tmp_path / ".old.partial-999999998-x"; legacy.mkdir()  # from a version without locks: kept, to be safe
+    try:
+        with atomic_dir(tmp_path / "other") as tmp: (tmp / "a").write_text("x")
+        assert live.exists() and legacy.exists()
+    finally:
+        holder.close()
+
+
+def test_two_writers_on_one_output_folder(label, tmp_path, capsys):
+    from surgdiff.io import folder_lock
+    write_label(tmp_path / "labels" / "a.png", label)
+    out = tmp_path / "out"
+    with folder_lock(out):  # another job is writing there
+        assert main(["sample", "--labels", str(tmp_path / "labels"), "--size", "64x112", "--steps", "2",
+                     "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "being written by pid" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert main(["sample", "--labels", str(tmp_path / "labels"), "--size", "64x112", "--steps", "2",
+                 "--out", str(out), "--quiet"]) == 0  # released: the next one goes ahead
+
+
+def test_two_trainers_on_one_run_folder(tmp_path):
+    from surgdiff.io import FolderInUse, folder_lock
+    with folder_lock(tmp_path / "run"):
+        with pytest.raises(FolderInUse, match="being written by pid"):
+            micro_run(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_checkpoint_every_zero_is_refused():
+    from surgdiff.train import TrainConfig
+    with pytest.raises(ValueError, match="checkpoint_every must be at least 1"):
+        TrainConfig(checkpoint_every=0)
+
+
+def test_resume_of_a_folder_that_is_not_a_run_is_refused(tmp_path):
+    from surgdiff.io import CheckpointError
+    with pytest.raises(CheckpointError, match="not a run folder"):
+        _resume(tmp_path / "mistyped")
+    assert not (tmp_path / "mistyped").exists()
+
+
+def _resume(out):
+    from surgdiff.train import TrainConfig, train
+    return train(TrainConfig(model=MICRO, image_size=(16, 16), synthetic_scenes=8, steps=2, batch_size=2,
+                             sample_every=0, num_threads=1, bf16=False, out=str(out)), resume=True, progress=False)
+
+
+def test_latest_json_cannot_point_outside_its_run(tmp_path):
+    import json
+    from surgdiff.io import CheckpointError
+    run = tmp_path / "run"
+    micro_run(run)
+    (tmp_path / "outside_ck").mkdir()
+    (run / "latest.json").write_text(json.dumps({"checkpoint": "step_00000004/../../../outside_ck", "step": 4}))
+    with pytest.raises(CheckpointError, match="does not name a checkpoint folder"):
+        load_pretrained(run)
+
+
+def test_checkpoints_are_pruned_by_step_number_not_by_name(tmp_path):
+    from surgdiff.io import save_training_state
+    net = torch.nn.Linear(2, 2)
+    for step in (99_999_999, 100_000_000):  # as text, "step_100000000" sorts before "step_99999999"
+        save_training_state(tmp_path, step, {"net": net}, {}, [], keep=1)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_100000000"]
+
+
+def test_weights_are_readable_like_their_config(tmp_path):
+    run = tmp_path / "run"
+    micro_run(run)
+    ck = sorted((run / "checkpoints").iterdir())[-1]
+    assert (ck / "ema.safetensors").stat().st_mode & 0o777 == (ck / "state.json").stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("unet, words", [
+    (dict(num_res_blocks=100_000), "num_res_blocks must be an integer in 1..64"),
+    (dict(base_channels=32768, norm_groups=8), "base_channels must be an integer in 1..4096"),
+    (dict(base_channels=2048, channel_mults=(1, 2, 4, 8), norm_groups=8), "billion parameters"),
+])
+def test_a_model_config_is_bounded_before_anything_is_built(tmp_path, unet, words):
+    import json
+    from surgdiff.io import CheckpointError
+    from surgdiff.model import DiffusionConfig
+    cfg = DiffusionConfig(unet={**MICRO, "image_channels": 0}).to_dict()
+    cfg["unet"].update(unet)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises((ValueError, CheckpointError), match=words):
+        load_pretrained(tmp_path)
+
+
+def test_an_absurd_image_size_is_refused():
+    from surgdiff.model import DiffusionConfig
+    with pytest.raises(ValueError, match="image_size must be"):
+        DiffusionConfig(image_size=(100_000_000, 100_000_000))
+
+
+def test_16_bit_labels_and_images_are_read_right_or_refused_by_name(tmp_path):
+    from surgdiff.data import read_image
+    ids = synthetic_scene(3, (32, 32))[1].astype(np.uint16)
+    rgb16 = tmp_path / "rgb16.png"  # 16-bit RGB: PIL reads it at 8 bits, which would change the ids
+    import zlib, struct
+    def png(path, arr, colour_type):
+        raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in arr.reshape(arr.shape[0], -1))
+        chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+        ihdr = struct.pack(">IIBBBBB", arr.shape[1], arr.shape[0], 16, colour_type, 0, 0, 0)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    png(rgb16, np.repeat((ids * 256)[..., None], 3, 2), 2)
+    with pytest.raises(ValueError, match="rgb16.png is a 16-bit"):
+        read_label(rgb16)
+    grey16 = tmp_path / "grey16.png"
+    png(grey16, (np.arange(32 * 32).reshape(32, 32) * 64).astype(np.uint16), 0)
+    img = read_image(grey16)
+    assert img.shape == (32, 32, 3) and img.min() == 0 and 200 < img.max() < 256 and len(np.unique(img)) > 100  # not white
+
+
+def test_a_fifo_or_a_truncated_frame_is_named_before_training_starts(tmp_path):
+    import os
+    from surgdiff.data import read_image, write_synthetic_cadis
+    from surgdiff.train import TrainConfig, train
+    fifo = tmp_path / "frame.png"; os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_image(fifo)  # would block forever
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_label(fifo)
+    root = write_synthetic_cadis(tmp_path / "cadis", videos=(1,), frames_per_video=3, size=(32, 32))
+    frame = sorted(root.glob("Video01/Images/*.png"))[-1]
+    frame.write_bytes(frame.read_bytes()[:40])  # truncated
+    cfg = TrainConfig(model=MICRO, data=str(root), videos=[1], image_size=(16, 16), steps=2, batch_size=1,
+                      sample_every=0, num_threads=1, bf16=False, out=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match=frame.name):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("option, words", [(dict(clip=-1.0), "clip must be positive"),
+                                           (dict(guidance=1e39), "guidance must be between 0")])
+def test_negative_clip_and_huge_guidance_are_refused(option, words):
+    with pytest.raises(ValueError, match=words):
+        sampling_settings(None, **option)
+
+
+def test_an_unwritable_output_is_one_line_naming_the_path(label, tmp_path, capsys):
+    write_label(tmp_path / "labels" / "a.png", label)
+    (tmp_path / "file").write_text("a regular file where a folder would go")
+    assert main(["sample", "--labels", str(tmp_path / "labels"), "--size", "64x112", "--steps", "2",
+                 "--out", str(tmp_path / "file" / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("surgdiff sample: error: [Errno") and str(tmp_path / "file") in err
+
+
+def test_upper_case_png_labels_are_found(label, tmp_path):
+    write_label(tmp_path / "labels" / "A.PNG", label)
+    assert main(["sample", "--labels", str(tmp_path / "labels"), "--size", "64x112", "--steps", "2",
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert (tmp_path / "out" / "A.png").exists()
+
+
+@pytest.mark.parametrize("bad", [np.full((64, 112), 4.7), np.ones((64, 112), bool), np.full((64, 112), -1)])
+def test_explorers_check_label_maps_like_sample(demo, bad):
+    from surgdiff.widgets import denoising_explorer
+    with pytest.raises(ValueError, match="integer class ids|outside the CaDIS ids"):
+        denoising_explorer(demo, label=bad, stage=None, fallback=False)
+
+
+@pytest.mark.parametrize("option, value", [("guidance", 10.0), ("steps", 5000), ("seed", -5), ("eta", 1.5)])
+def test_explorers_refuse_options_their_controls_cannot_show(demo, option, value):
+    from surgdiff.widgets import denoising_explorer
+    with pytest.raises(ValueError, match=f"{option} must be"):
+        denoising_explorer(demo, stage=None, fallback=False, **{option: value})
+
+
+def test_synth_reports_the_frames_it_wrote(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "s"), "--videos", "1", "1", "--frames", "2", "--size", "32x32", "--quiet"]) == 0
+    assert "wrote 2 synthetic frames" in capsys.readouterr().out
+    assert len(list((tmp_path / "s").glob("Video*/Images/*.png"))) == 2

@@ -19,7 +19,8 @@ from ..data import colorize, contact_sheet, from_uint8, remap, to_uint8
 from ..data import num_classes as classes_in
 from ..layers import NORMS, one_hot_labels
 from ..io import (CheckpointError, Config, checkpoint_sha256, latest_checkpoint, load_json, load_state,
-                         load_training_state, read_config, record_resume, resume_changes, save_json, save_model_folder)
+                         load_training_state, read_config, record_resume, save_json, save_model_folder,
+                         check_run_folder, folder_lock)
 from ..fit import (Checkpoint, Interrupt, LRSchedule, Monitor, Recorder, Task, batch_indices, fit, torch_threads)
 from ..train import TrainConfig, build_dataset, preview_labels
 
@@ -357,19 +358,12 @@ def train_baseline(
     dataset=None,  # an indexable of (image, label) pairs to train on instead of the one `cfg` describes
 ) -> Path:  # the run folder (config.json, checkpoints/, latest.json, and loss.png / samples/ if sample_every)
     "Train the GAN baseline `cfg.name` as `cfg` says; torch's thread count is restored after."
-    with torch_threads(cfg.num_threads):
+    with torch_threads(cfg.num_threads), folder_lock(cfg.out):  # one writer per run folder
         return _train_baseline(cfg, resume, progress, dataset)
 
 def _train_baseline(cfg: BaselineConfig, resume: bool, progress: bool, dataset) -> Path:
     run = Path(cfg.out)
-    if not resume and (run / "latest.json").exists():
-        raise CheckpointError(f"run folder {run} already has checkpoints; resume it (resume=True, or --resume on the "
-                              "command line) or choose a new folder")
-    changes = None  # on resume: the safe fields that changed (see `resume_changes`)
-    if resume and (run / "config.json").exists():
-        old = load_json(run / "config.json")
-        if old.get("name") != cfg.name: raise CheckpointError(f"{run} holds a {old.get('name')!r} run, not a {cfg.name!r} one")
-        changes = resume_changes(run, cfg.to_dict())
+    changes = check_run_folder(run, cfg.to_dict(), resume, identity="name")  # None: a new run
     torch.manual_seed(cfg.seed)
     model = BASELINES[cfg.name](cfg)
     opts = model.make_optimizers()
