@@ -27,8 +27,8 @@ from .data import (SPLITS, colorize, contact_sheet, frame_name, read_label, to_u
                            video_dir, write_synthetic_cadis)
 
 # %% auto #0
-__all__ = ['DEMO_STAGES', 'CLIError', 'atomic_output_dir', 'cmd_synth', 'cmd_train', 'bundled_labels', 'generate', 'cmd_sample',
-           'cmd_make_dataset', 'cmd_train_baseline', 'cmd_bench', 'build_parser', 'main']
+__all__ = ['DEMO_STAGES', 'SHEET_MAX', 'CLIError', 'atomic_output_dir', 'cmd_synth', 'cmd_train', 'bundled_labels', 'generate',
+           'cmd_sample', 'cmd_make_dataset', 'cmd_train_baseline', 'cmd_bench', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #62ae0f8c
 class CLIError(Exception):
@@ -51,7 +51,7 @@ def atomic_output_dir(out: str | Path):
     out = Path(out)
     with folder_lock(out):  # one writer: a second job to the same --out stops here, before any work
         if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
-            raise CLIError(f"output {out} already exists and is not an empty folder; choose a new folder")
+            raise CLIError(f"output {out} already exists and is not empty (or is not a plain folder); choose a new folder")
         if out.exists() and not os.access(out, os.W_OK):  # an empty folder someone made read-only: do not replace it
             raise CLIError(f"output {out} is not writable")
         with atomic_dir(out) as tmp:
@@ -128,15 +128,18 @@ def _output_stems(files: list[Path], spec: str | None) -> list[Path]:
     root = Path(spec) if spec is not None and Path(spec).is_dir() else None
     return [f.relative_to(root).with_suffix("") if root else Path(f.stem) for f in files]
 
-def _load_labels(files: list[Path], size: tuple[int, int]) -> np.ndarray:
-    "Read label maps (CaDIS ids, checked) and resize them (nearest neighbour) to `size`, saying so once."
-    out, resized = [], {}
+def _read_label_at(f: Path, size: tuple[int, int]) -> np.ndarray:
+    "One label map (CaDIS ids, checked), resized (nearest neighbour) to `size`."
+    lab = read_label(f)
+    return lab if lab.shape == tuple(size) else np.asarray(Image.fromarray(lab).resize((size[1], size[0]), Image.NEAREST))
+
+def _check_labels(files: list[Path], size: tuple[int, int]) -> None:
+    """Read every label map once, keeping none (memory flat in their number): a bad file is named before any sampling;
+    say once which are resized to `size`."""
+    resized = {}
     for f in files:
-        lab = read_label(f)
-        if lab.shape != tuple(size):
-            resized.setdefault(lab.shape, 0); resized[lab.shape] += 1
-            lab = np.asarray(Image.fromarray(lab).resize((size[1], size[0]), Image.NEAREST))
-        out.append(lab)
+        shape = read_label(f).shape
+        if shape != tuple(size): resized[shape] = resized.get(shape, 0) + 1
     if resized:  # said even with --quiet: it changes what is generated
         frm = ", ".join(f"{n} from {h}x{w}" for (h, w), n in resized.items())
         aspect = size[1] / size[0]
@@ -144,9 +147,9 @@ def _load_labels(files: list[Path], size: tuple[int, int]) -> np.ndarray:
         print(f"note: resized {sum(resized.values())} label map(s) ({frm}) to the model's {size[0]}x{size[1]} "
               "with nearest neighbour" + (f"; the {', '.join(stretched)} ones are stretched (their aspect ratio "
                                          f"differs from the model's {aspect:.2f})" if stretched else ""))
-    return np.stack(out)
 
 DEMO_STAGES = ("demo-sr",)  # what lifts the demo's 64x112 samples when --stages is not given
+SHEET_MAX = 64  # images on `sample`'s contact sheet (the first ones): a sheet of 10,000 would not fit in memory
 
 def _load_model(args: argparse.Namespace):
     """The base model of `--model`, lifted by `--stages` (default: the demo's stage for the demo, none for other models)
@@ -170,12 +173,14 @@ def _sampling_args(args: argparse.Namespace) -> dict:
     return dict(sampler=args.sampler, steps=args.steps, eta=args.eta, spacing=args.spacing, guidance=args.guidance,
                 clip=args.clip)
 
-def generate(model, label: np.ndarray, args: argparse.Namespace, seed: int) -> np.ndarray:
-    "Sample images (uint8 B×H×W×3) for CaDIS label maps `label` (B, H, W) with a model or a `Cascade`, in batches."
+def generate(model, label: np.ndarray, args: argparse.Namespace, seed: int,
+             generator: torch.Generator | None = None) -> np.ndarray:
+    """Sample images (uint8 B×H×W×3) for CaDIS label maps `label` (B, H, W) with a model or a `Cascade`, in batches of
+    --batch-size; `generator` continues one random stream across calls (how `sample` streams), else `seed` starts one."""
     if args.batch_size < 1: raise CLIError(f"--batch-size must be at least 1, not {args.batch_size}")
     out = []
     lab = model.prepare_label(torch.from_numpy(label.astype(np.int64)))
-    g = torch.Generator().manual_seed(seed)
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)
     for i in range(0, len(lab), args.batch_size):
         with torch.no_grad():
             if isinstance(model, Cascade):
@@ -195,20 +200,26 @@ def cmd_sample(args: argparse.Namespace) -> None:
         for name in (f"{s}.png", f"{s}_label.png"): targets.setdefault(name, []).append(f)
     _refuse_clashes(targets)
     model = _load_model(args)
-    labels = _load_labels(files, model.image_size)
+    if args.batch_size < 1: raise CLIError(f"--batch-size must be at least 1, not {args.batch_size}")
+    _check_labels(files, model.image_size)
+    g, sheet = torch.Generator().manual_seed(args.seed), []  # one random stream over the batches: same pixels as in one go
     with atomic_output_dir(args.out) as tmp:
-        images = generate(model, labels, args, args.seed)
-        for s, img, lab in zip(stems, images, labels):
-            (tmp / s).parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(tmp / f"{s}.png")
-            Image.fromarray(colorize(lab)).save(tmp / f"{s}_label.png")
-        Image.fromarray(contact_sheet(list(images), list(labels), ncols=min(8, len(images)))).save(tmp / "contact_sheet.png")
+        for i in range(0, len(files), args.batch_size):  # streamed: each batch is written before the next is drawn
+            labels = np.stack([_read_label_at(f, model.image_size) for f in files[i:i + args.batch_size]])
+            images = generate(model, labels, args, args.seed, generator=g)
+            for s, img, lab in zip(stems[i:i + args.batch_size], images, labels):
+                (tmp / s).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(tmp / f"{s}.png")
+                Image.fromarray(colorize(lab)).save(tmp / f"{s}_label.png")
+                if len(sheet) < SHEET_MAX: sheet.append((img, lab))
+        Image.fromarray(contact_sheet([a for a, _ in sheet], [b for _, b in sheet], ncols=min(8, len(sheet)))).save(
+            tmp / "contact_sheet.png")
     base = model.base if isinstance(model, Cascade) else model
     st = sampling_settings(base, **_sampling_args(args))
     lifted = "" if base is model else "; then " + ", ".join(
         f"lifted to {s.config.image_size[0]}x{s.config.image_size[1]} ({sampling_settings(s, steps=args.stage_steps)['steps']} "
         f"steps)" for s in model.stages)
-    print(f"wrote {len(images)} images of {model.image_size[0]}x{model.image_size[1]} ({st['sampler']}, {st['steps']} steps, "
+    print(f"wrote {len(files)} images of {model.image_size[0]}x{model.image_size[1]} ({st['sampler']}, {st['steps']} steps, "
           f"guidance {st['guidance']}, clip {st['clip']}{lifted}) and {Path(args.out) / 'contact_sheet.png'}")
 
 # %% ../nbs/90_cli.ipynb #2d84f513
@@ -229,9 +240,10 @@ def cmd_make_dataset(args: argparse.Namespace) -> None:
         places.append((video, names))
         for n in names: targets.setdefault(f"{video_dir(video)}/Images/{n}", []).append(f)
     _refuse_clashes(targets)
-    labels = _load_labels(files, model.image_size)
+    _check_labels(files, model.image_size)
     with atomic_output_dir(args.out) as tmp:
-        for i, ((video, names), lab) in enumerate(zip(places, labels)):
+        for i, ((video, names), f) in enumerate(zip(places, files)):  # one label map in memory at a time
+            lab = _read_label_at(f, model.image_size)
             imgs = generate(model, np.repeat(lab[None], args.per_label, 0), args, args.seed * 1_000_003 + i)
             for name, img in zip(names, imgs):
                 for sub, arr in (("Images", img), ("Labels", lab)):

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .io import diverged_message, save_training_state
+from .io import CheckpointError, diverged_message, save_training_state
 
 # %% auto #0
 __all__ = ['batch_indices', 'step_seed', 'torch_threads', 'dist_info', 'TrainingDiverged', 'Task', 'FitState', 'Callback', 'fit',
@@ -234,6 +234,9 @@ class Checkpoint(Callback):
         if state.run is None: raise ValueError("the Checkpoint callback needs a run folder: fit(..., run=FOLDER)")
     def save(self, state: FitState) -> Path | None:
         if state.rank != 0: return None
+        if not Path(state.run).is_dir():  # deleted under us: writing would silently make a new, partial run folder
+            raise CheckpointError(f"run folder {state.run} was removed during training; stopped at step {state.done} "
+                                  "without saving")
         return save_training_state(state.run, state.done, state.task.parts(), state.opts, state.history, self.keep)
     def after_step(self, state: FitState) -> None:
         if not _every(state, self.every): return

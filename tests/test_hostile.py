@@ -513,3 +513,50 @@ def test_synth_reports_the_frames_it_wrote(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "s"), "--videos", "1", "1", "--frames", "2", "--size", "32x32", "--quiet"]) == 0
     assert "wrote 2 synthetic frames" in capsys.readouterr().out
     assert len(list((tmp_path / "s").glob("Video*/Images/*.png"))) == 2
+
+
+def test_sample_streams_each_batch_to_disk_before_the_next(label, tmp_path, monkeypatch):
+    "10,000 labels used to be held in memory at once (1.8 GB, nothing written for 10 minutes)."
+    import surgdiff.cli as cli
+    for k in range(5): write_label(tmp_path / "labels" / f"l{k}.png", label)
+    seen, real = [], cli.generate
+    def spy(model, labels, args, seed, generator=None):
+        seen.append((len(labels), len(list(tmp_path.glob(".out.partial-*/l*_label.png")))))
+        return real(model, labels, args, seed, generator)
+    monkeypatch.setattr(cli, "generate", spy)
+    assert main(["sample", "--labels", str(tmp_path / "labels"), "--size", "64x112", "--steps", "2", "--batch-size", "2",
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert seen == [(2, 0), (2, 2), (1, 4)]  # batch k sees the 2k maps before it already written
+
+
+def test_a_run_folder_removed_during_training_stops_it(tmp_path):
+    import shutil
+    from surgdiff.io import CheckpointError
+    from surgdiff.train import TrainConfig, train
+    run = tmp_path / "run"
+    scenes = [(torch.zeros(3, 16, 16), torch.zeros(16, 16, dtype=torch.long))] * 4
+
+    class RemovesTheRun(torch.utils.data.Dataset):  # someone deletes the folder while step 3 loads its batch
+        calls = 0
+        def __len__(self): return len(scenes)
+        def __getitem__(self, i):
+            RemovesTheRun.calls += 1
+            if RemovesTheRun.calls == 2 * 2 + 1: shutil.rmtree(run)
+            return scenes[i]
+    cfg = TrainConfig(model=MICRO, image_size=(16, 16), steps=6, batch_size=2, sample_every=0, checkpoint_every=2,
+                      num_threads=1, bf16=False, out=str(run))
+    with pytest.raises(CheckpointError, match="was removed during training"):
+        train(cfg, progress=False, dataset=RemovesTheRun())
+    assert not run.exists()
+
+
+def test_a_decompression_bomb_is_one_error_naming_the_file(tmp_path):
+    import struct, zlib
+    from surgdiff.data import read_image
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    bomb = tmp_path / "bomb.png"  # its header claims 20000 x 10000 = 200 Mpx (over PIL's 179 Mpx limit)
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 10000, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    for reader in (read_label, read_image):
+        with pytest.raises(ValueError, match="bomb.png"):
+            reader(bomb)
