@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import errno
 import fcntl
 import os
 import re
@@ -14,6 +15,7 @@ import shutil
 import socket
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import asdict, fields
@@ -35,6 +37,8 @@ __all__ = ['PARTIAL_LOCK', 'FOLDER_KEYS', 'RESUME_SAFE', 'CheckpointError', 'ato
 class CheckpointError(ValueError):
     "A checkpoint file or folder is missing, truncated, corrupted or does not match its config."
 
+_UMASK = os.umask(0); os.umask(_UMASK)  # read once: setting it to read it is not thread-safe
+
 def _atomic_write(path: Path, write) -> None:
     "Call `write(tmp_path)` and rename the result over `path` (atomic within a folder)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,14 +46,26 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)  # some writers (safetensors) replace the file, so its mode is set after they are done
-        umask = os.umask(0); os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a shared model folder must be readable like any file
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a shared model folder must be readable like any file
         with open(tmp, "rb") as f: os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
 
 PARTIAL_LOCK = ".partial.lock"  #: inside a partial folder: flock-held by its writer for as long as it lives
+_HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)  # what flock(LOCK_NB) says when another process holds the lock
+
+def _lock(f, blocking: bool = False) -> bool:
+    """flock `f`: True when this process holds it, False when another one does; on a filesystem without flock
+    (ENOSYS, EOPNOTSUPP, ENOLCK: some FUSE, Lustre noflock) a warning, and True (the folder is used unlocked)."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        return True
+    except OSError as err:
+        if err.errno in _HELD: return False
+        warnings.warn(f"cannot lock {f.name} ({os.strerror(err.errno)}): this filesystem has no flock, so two "
+                      "writers on one folder are not kept apart")
+        return True
 
 def _writer_is_gone(partial: Path) -> bool:
     "Whether nobody holds `partial`'s lock: its writer was killed. No lock file (being finished, or an old version): keep it."
@@ -61,7 +77,7 @@ def _writer_is_gone(partial: Path) -> bool:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            return False  # held: a live writer, on this machine or another one sharing the folder
+            return False  # held by a live writer (on this machine or another sharing the folder), or no flock here
         return True
 
 @contextmanager
@@ -72,10 +88,12 @@ def atomic_dir(final: str | Path, replace: bool = False):
     for stale in final.parent.glob(".*.partial-*"):
         if stale.is_dir() and _writer_is_gone(stale): shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
-    lock = open(tmp / PARTIAL_LOCK, "wb"); fcntl.flock(lock, fcntl.LOCK_EX)  # released when this process ends, however
-    umask = os.umask(0); os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the finished folder gets the usual permissions
+    lock = None
     try:
+        lock = open(tmp / f"{PARTIAL_LOCK}.new", "wb")
+        _lock(lock, blocking=True)  # released when this process ends, however it ends
+        os.replace(tmp / f"{PARTIAL_LOCK}.new", tmp / PARTIAL_LOCK)  # visible to cleaners only once it is held
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; the finished folder gets the usual permissions
         yield tmp
         if final.exists():
             if not replace and (not final.is_dir() or any(final.iterdir())):
@@ -85,7 +103,7 @@ def atomic_dir(final: str | Path, replace: bool = False):
         os.replace(tmp, final)
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
-        lock.close()
+        if lock is not None: lock.close()
 
 class FolderInUse(RuntimeError):
     "Another process is writing to this run or output folder."
@@ -100,11 +118,9 @@ def folder_lock(folder: str | Path,  # a run or output folder (it need not exist
         yield; return
     folder = Path(folder); folder.parent.mkdir(parents=True, exist_ok=True)
     f = open(folder.parent / f".{folder.name}.lock", "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0); holder = f.read().strip() or "another process"; f.close()
-        raise FolderInUse(f"{folder} is being written by {holder}; wait for it to finish or choose another folder") from None
+    if not _lock(f):
+        f.seek(0); holder = f.read().strip() or "another process"; f.close()  # written by the live holder
+        raise FolderInUse(f"{folder} is being written by {holder}; wait for it to finish or choose another folder")
     try:
         f.seek(0); f.truncate(); f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
         f.flush()
@@ -139,7 +155,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     digest = {}
     def write(tmp):
         try: save_file(tensors, tmp, metadata=metadata)
-        except SafetensorError as err: raise OSError(f"could not write {path} (disk full or read-only?): {err}") from None
+        except SafetensorError as err: raise OSError(f"could not write {path}: {err}") from None
         digest["sha256"] = file_hash(tmp)
     _atomic_write(Path(path), write)
     return digest["sha256"]
@@ -349,7 +365,7 @@ def check_run_folder(run: str | Path,  # the run folder a trainer is about to wr
         return None
     if not (run / "config.json").is_file():
         raise CheckpointError(f"cannot resume {run}: it is not a run folder (it has no config.json); check the path, "
-                              "or start a new run there without resume (--resume)")
+                              "or start a new run there (resume=False: no --resume)")
     if identity is not None:
         old = load_json(run / "config.json")
         if isinstance(old, dict) and old.get(identity) != config.get(identity):

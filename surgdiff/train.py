@@ -397,4 +397,5 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> T
     if world > 1: callbacks.append(SyncStop(device))
     state = fit(task, opts, batches, cfg.steps, start, history, callbacks, seed=cfg.seed, run=run, rank=rank, world=world,
                 progress=progress, desc="training")
+    for m in (ema, model): m.to(memory_format=torch.channels_last)  # as `load_pretrained` gives them: the same pixels
     return TrainResult(ema, model, run, state.done, state.history, state.interrupted)

@@ -75,7 +75,9 @@ class UNetConfig(Config):
             raise ValueError(f"image_channels must be an integer >= 0, not {self.image_channels!r}")
         if not self.channel_mults or self.num_res_blocks < 1:
             raise ValueError("channel_mults must be non-empty and num_res_blocks >= 1")
-        for name, v, hi in [("base_channels", self.base_channels, 4096), ("num_res_blocks", self.num_res_blocks, 64),
+        for name, v, hi in [("in_channels", self.in_channels, 64), ("out_channels", self.out_channels, 64),
+                            ("image_channels", self.image_channels + 1, 65),
+                            ("base_channels", self.base_channels, 4096), ("num_res_blocks", self.num_res_blocks, 64),
                             ("levels", len(self.channel_mults), 12), ("num_heads", self.num_heads, 256),
                             ("spade_hidden", self.spade_hidden, 4096), ("num_classes", self.num_classes, 1024)]:
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:  # checked before anything is built
@@ -94,11 +96,17 @@ class UNetConfig(Config):
     MAX_PARAMETERS = 2_000_000_000  # 8 GB of fp32 weights: 3x SR3's largest published model
 
     def approx_parameters(self) -> float:
-        "About how many parameters the U-Net has (its 3×3 convolutions' weights), from the config alone."
+        "About how many parameters the U-Net has (its 3×3 convolutions and SPADE's), from the config alone."
+        if any(isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 64 for m in self.channel_mults):
+            raise ValueError(f"channel_mults must be integers in 1..64, not {self.channel_mults}")
         widths = [self.base_channels * m for m in self.channel_mults]
-        if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in self.channel_mults):
-            raise ValueError(f"channel_mults must be positive integers, not {self.channel_mults}")
-        return float(sum((2 * self.num_res_blocks + 1) * 2 * 9 * w * w for w in widths))
+        n = sum((2 * self.num_res_blocks + 1) * 2 * 9 * w * w + 4 * w * w for w in widths)  # blocks, attention
+        n += 9 * (self.in_channels + self.num_classes + self.image_channels) * self.base_channels  # the stem
+        if self.cond != "concat":  # two SPADE layers per decoder block: a label embedding, then gamma and beta
+            k = self.spade_kernel ** 2
+            n += sum(2 * (self.num_res_blocks + 1) * (9 * self.num_classes * self.spade_hidden + 2 * k * self.spade_hidden * w)
+                     for w in widths)
+        return float(n)
 
     @property
     def levels(self) -> int:

@@ -296,15 +296,14 @@ class DenoisingExplorer(W.VBox):
         self.model, self.label, self.clip, self.scale = model, label, clip, scale
         self.cascade = Cascade(model, [stage]) if stage is not None else None  # the result, lifted by a stage
         T = model.schedule.T
-        _within("steps", steps, 1, T); _within("eta", eta, 0, 1); _within("guidance", guidance, 0, 5)
-        _within("seed", seed, 0, 2**31 - 1)
+        _within("steps", steps, 1, T); _within("seed", seed, 0, 2**31 - 1)  # eta, guidance: `sampling_settings` checks
         self.sampler = W.Dropdown(options=list(SAMPLERS), value=sampler, description="sampler")
         self.steps = W.BoundedIntText(value=steps, min=1, max=T, description="steps")
         self.steps_preset = W.ToggleButtons(options=[str(s) for s in THESIS_STEPS], value=None,
                                             description="thesis", style={"button_width": "48px"})
         self.eta = W.FloatSlider(value=eta, min=0, max=1, step=0.05, description="η")
         self.spacing = W.Dropdown(options=LEVEL_SPACINGS, value=spacing, description="spacing")
-        self.guidance = W.FloatSlider(value=guidance, min=0, max=5, step=0.25, description="guidance")
+        self.guidance = W.FloatSlider(value=guidance, min=0, max=max(5.0, guidance), step=0.25, description="guidance")
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed")
         self.run_button = W.Button(description="Run", button_style="primary", icon="play")
         self.progress = W.IntProgress(value=0, min=0, max=steps, description="0 calls")
@@ -588,7 +587,7 @@ class LabelEditor(W.VBox):
     def __init__(self, model, label: np.ndarray, image: np.ndarray | None = None, steps: int = 20,
                  guidance: float = 1.5, style_seed: int = 0, clip: float | None = 1.0, scale: int = 3,
                  invert_steps: int = 50):
-        _within("guidance", guidance, 0, 5); _within("style_seed", style_seed, 0, 2**31 - 1)
+        _within("guidance", guidance, 0, 100); _within("style_seed", style_seed, 0, 2**31 - 1)
         self.model, self.base, self.real, self.steps, self.clip, self.scale = model, label, image, steps, clip, scale
         self.invert_steps = invert_steps
         present = [int(c) for c in np.unique(label) if c != IGNORE]
@@ -605,7 +604,7 @@ class LabelEditor(W.VBox):
         self.add_angle = W.IntSlider(135, -180, 180, step=5, description="add at °")
         self.style_seed = W.BoundedIntText(value=style_seed, min=0, max=2**31 - 1, description="style seed",
                                            disabled=image is not None)
-        self.guidance = W.FloatSlider(value=guidance, min=0, max=5, step=0.25, description="guidance")
+        self.guidance = W.FloatSlider(value=guidance, min=0, max=max(5.0, guidance), step=0.25, description="guidance")
         self.generate_button = W.Button(description="Generate", button_style="primary", icon="refresh")
         self.progress = W.IntProgress(value=0, min=0, max=steps, description="")
         self.label_image, self.edited_label_image = _image_widget(colorize(label), scale), _image_widget()

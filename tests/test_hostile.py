@@ -437,14 +437,14 @@ def test_an_absurd_image_size_is_refused():
 def test_16_bit_labels_and_images_are_read_right_or_refused_by_name(tmp_path):
     from surgdiff.data import read_image
     ids = synthetic_scene(3, (32, 32))[1].astype(np.uint16)
-    rgb16 = tmp_path / "rgb16.png"  # 16-bit RGB: PIL reads it at 8 bits, which would change the ids
+    rgb16 = tmp_path / "rgb16.png"  # 16-bit RGB: PIL reads it at 8 bits (its high bytes), so ids < 256 would become 0
     import zlib, struct
     def png(path, arr, colour_type):
         raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in arr.reshape(arr.shape[0], -1))
         chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
         ihdr = struct.pack(">IIBBBBB", arr.shape[1], arr.shape[0], 16, colour_type, 0, 0, 0)
         path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-    png(rgb16, np.repeat((ids * 256)[..., None], 3, 2), 2)
+    png(rgb16, np.repeat(ids[..., None], 3, 2), 2)  # the ids themselves, stored in 16 bits
     with pytest.raises(ValueError, match="rgb16.png is a 16-bit"):
         read_label(rgb16)
     grey16 = tmp_path / "grey16.png"
@@ -502,11 +502,17 @@ def test_explorers_check_label_maps_like_sample(demo, bad):
         denoising_explorer(demo, label=bad, stage=None, fallback=False)
 
 
-@pytest.mark.parametrize("option, value", [("guidance", 10.0), ("steps", 5000), ("seed", -5), ("eta", 1.5)])
+@pytest.mark.parametrize("option, value", [("steps", 5000), ("seed", -5)])
 def test_explorers_refuse_options_their_controls_cannot_show(demo, option, value):
     from surgdiff.widgets import denoising_explorer
     with pytest.raises(ValueError, match=f"{option} must be"):
         denoising_explorer(demo, stage=None, fallback=False, **{option: value})
+
+
+def test_explorers_show_a_guidance_above_the_usual_range_instead_of_clamping_it(demo):
+    from surgdiff.widgets import denoising_explorer
+    ex = denoising_explorer(demo, stage=None, fallback=False, guidance=10.0)  # it used to become 5 silently
+    assert ex.guidance.value == 10.0
 
 
 def test_synth_reports_the_frames_it_wrote(tmp_path, capsys):
@@ -560,3 +566,14 @@ def test_a_decompression_bomb_is_one_error_naming_the_file(tmp_path):
     for reader in (read_label, read_image):
         with pytest.raises(ValueError, match="bomb.png"):
             reader(bomb)
+
+
+def test_a_filesystem_without_flock_warns_and_still_writes(tmp_path, monkeypatch):
+    "ENOSYS/ENOLCK (some FUSE mounts, Lustre noflock) must not read as 'another writer holds it'."
+    import errno, fcntl
+    from surgdiff.io import atomic_dir, folder_lock
+    def no_flock(f, op): raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    with pytest.warns(UserWarning, match="no flock"):
+        with folder_lock(tmp_path / "out"), atomic_dir(tmp_path / "out") as tmp: (tmp / "a").write_text("x")
+    assert (tmp_path / "out" / "a").read_text() == "x"
