@@ -1,7 +1,10 @@
 """How long the main job takes, and where the time goes: `surgdiff sample` with its defaults (the demo cascade, 8
 bundled maps written at 256×448) against the demo alone (`--size 64x112`), and the split of one cascade run by stage.
 
-    python benchmarks/cascade_time.py [--runs 3]
+    python benchmarks/cascade_time.py [--runs 3] [--reps 3] [--peer DIR] [--no-split]
+
+--peer DIR times the demo alone from another checkout too (e.g. `git worktree add /tmp/old REV`; its package is put
+first on PYTHONPATH), interleaved with this one's: the ratio is what to compare across days and machines.
 
 End to end: each command in a fresh process (import, model load, sampling, PNG writing), the two interleaved so both
 see the same machine load; every wall time is printed, and the median. The split: one in-process run of the 8 maps
@@ -11,6 +14,7 @@ pixels up to float rounding. The ratio of the two layouts is the number to compa
 on the CPU and its load.
 """
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -29,14 +33,17 @@ from surgdiff.samplers import sample
 COMMANDS = {"cascade (default, 256×448)": [], "demo alone (--size 64x112)": ["--size", "64x112"]}
 
 
-def end_to_end(runs: int) -> dict[str, list[float]]:
-    exe = Path(sys.executable).with_name("surgdiff")
-    times = {k: [] for k in COMMANDS}
+def end_to_end(runs: int, peer: str | None = None) -> dict[str, list[float]]:
+    commands = {name: (extra, None) for name, extra in COMMANDS.items()}
+    if peer: commands[f"demo alone, {peer}"] = (["--size", "64x112"], peer)
+    times = {k: [] for k in commands}
     for _ in range(runs):
-        for name, extra in COMMANDS.items():
+        for name, (extra, path) in commands.items():
+            env = {**os.environ, "PYTHONPATH": path} if path else None
             with tempfile.TemporaryDirectory() as d:
                 t = time.perf_counter()
-                subprocess.run([str(exe), "sample", "--out", f"{d}/o", "--quiet", *extra], check=True, capture_output=True)
+                subprocess.run([sys.executable, "-c", "import sys; from surgdiff.cli import main; sys.exit(main())",
+                                "sample", "--out", f"{d}/o", "--quiet", *extra], check=True, capture_output=True, env=env)
                 times[name].append(time.perf_counter() - t)
     return times
 
@@ -65,11 +72,18 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3, help="end-to-end runs of each command (default: %(default)s)")
     p.add_argument("--reps", type=int, default=3, help="in-process repetitions of the split (default: %(default)s)")
+    p.add_argument("--peer", help="another checkout whose `surgdiff sample --size 64x112` is timed alongside")
+    p.add_argument("--no-split", action="store_true", help="only the end-to-end table")
     a = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("\n| `surgdiff sample` (8 bundled maps) | wall seconds, each run | median |\n|---|---|---|")
-    for name, ts in end_to_end(a.runs).items():
+    e2e = end_to_end(a.runs, a.peer)
+    for name, ts in e2e.items():
         print(f"| {name} | {', '.join(f'{t:.1f}' for t in ts)} | {statistics.median(ts):.1f} |")
+    if a.peer:
+        ratios = [o / n for o, n in zip(e2e[f"demo alone, {a.peer}"], e2e["demo alone (--size 64x112)"])]
+        print(f"\ndemo alone: {a.peer} / this checkout = {', '.join(f'{r:.2f}' for r in ratios)}× (each interleaved run)")
+    if a.no_split: return
     sp = split(a.reps)
     print("\n| part of one cascade run (8 maps, in process) | seconds, each repetition | median |\n|---|---|---|")
     for name, ts in sp.items():
