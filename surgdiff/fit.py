@@ -232,12 +232,15 @@ class Checkpoint(Callback):
     def __init__(self, every: int, keep: int = 2): self.every, self.keep = every, keep
     def before_fit(self, state: FitState) -> None:
         if state.run is None: raise ValueError("the Checkpoint callback needs a run folder: fit(..., run=FOLDER)")
+        self.made = Path(state.run).is_dir()  # a new folder appears with the first checkpoint
     def save(self, state: FitState) -> Path | None:
         if state.rank != 0: return None
-        if not Path(state.run).is_dir():  # deleted under us: writing would silently make a new, partial run folder
+        if self.made and not Path(state.run).is_dir():  # deleted under us: saving would make a new, partial run folder
             raise CheckpointError(f"run folder {state.run} was removed during training; stopped at step {state.done} "
                                   "without saving")
-        return save_training_state(state.run, state.done, state.task.parts(), state.opts, state.history, self.keep)
+        ck = save_training_state(state.run, state.done, state.task.parts(), state.opts, state.history, self.keep)
+        self.made = True
+        return ck
     def after_step(self, state: FitState) -> None:
         if not _every(state, self.every): return
         self.save(state)

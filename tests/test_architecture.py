@@ -92,9 +92,13 @@ def test_the_baselines_package_flows_from_core_to_each_gan_to_init():
     assert not bad, "\n".join(bad)
 
 
+#: The only deferred imports allowed, each named here with its reason (the layer order above still holds for them).
+LAZY = {("cli.py", "bench"): "the metrics stack costs 0.5-0.9 s of every other command's start"}
+
+
 def test_no_package_import_hides_inside_a_function():
     hidden = [f"{path.relative_to(PACKAGE)}:{line} imports {dep} inside a function" for _, path in files()
-              for dep, line, inside in imports_of(path) if inside]
+              for dep, line, inside in imports_of(path) if inside and (str(path.relative_to(PACKAGE)), dep) not in LAZY]
     assert not hidden, "\n".join(hidden)
 
 
