@@ -33,8 +33,8 @@ from .cascade import Cascade, chain, resize_labels, upsample
 # %% auto #0
 __all__ = ['Generator', 'DEMO_CASCADE', 'COLUMNS', 'EvalData', 'eval_data', 'other_style', 'DiffusionGenerator',
            'BaselineGeneratorAdapter', 'ResizedGenerator', 'native_size', 'at_size', 'load_generator', 'evaluate',
-           'markdown_table', 'write_report', 'command_line', 'bench_steps', 'steps_figure', 'bench_compare',
-           'compare_figure', 'downstream']
+           'markdown_table', 'write_report', 'command_line', 'bench_steps', 'steps_figure', 'bench_compare', 'figure19',
+           'downstream']
 
 # %% ../nbs/10_bench.ipynb #5245f76f
 @dataclass
@@ -223,8 +223,8 @@ def markdown_table(rows: Sequence[dict], key: str, key_title: str) -> str:
     return "\n".join(lines)
 
 def write_report(out: str | Path, rows: list[dict], key: str, key_title: str, title: str, meta: dict,
-                 figure: Figure | None = None) -> Path:
-    "Write results.md, results.csv, results.json (and figure.png) into `out`; returns `out`."
+                 figure: Figure | None = None, figure_name: str = "figure.png") -> Path:
+    "Write results.md, results.csv, results.json (and the figure, at 100 dpi, as `figure_name`) into `out`; returns `out`."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     md = [f"# {title}", "", markdown_table(clean, key, key_title), ""]
@@ -234,7 +234,7 @@ def write_report(out: str | Path, rows: list[dict], key: str, key_title: str, ti
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore"); w.writeheader(); w.writerows(clean)
     save_json(out / "results.json", {"title": title, "rows": clean, **meta})
-    if figure is not None: figure.savefig(out / "figure.png", dpi=80)
+    if figure is not None: figure.savefig(out / figure_name, dpi=100)
     return out
 
 def command_line() -> str:
@@ -332,19 +332,31 @@ def bench_compare(
     if out is not None:
         meta = {"models": "; ".join(f"{r['model']}: {r['sampling']}" for r in rows), "data": ev.source,
                 "seed": seed, "protocol": PROTOCOL.describe() if fid else "no FID", "command": command or command_line()}
+        k = min(8, len(ev))                     # Figure 19 shows a cascade at its own size, not shrunk to ev's
+        natives = {name: g.inner(resize_labels(torch.from_numpy(ev.labels[:k].astype(np.int64)),
+                                               native_size(g.inner)).numpy(), seed)
+                   for name, g in gens.items() if isinstance(g, ResizedGenerator) and native_size(g) != native_size(g.inner)}
         write_report(out, rows, "model", "model", "Diffusion vs GAN baselines (thesis Table 2)", meta,
-                     compare_figure(rows, ev))
+                     figure19(rows, ev, k, natives), figure_name="figure19.png")
     return rows
 
-def compare_figure(rows: list[dict], ev: EvalData, k: int = 4) -> Figure:
-    "Label map, real image and each model's image for the first `k` label maps."
-    cols = [colorize(l) for l in ev.labels[:k]], list(ev.images[:k])
-    fig = Figure(figsize=(1.6 * (len(rows) + 2), 1.6 * k + 0.6)); FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    grid = [np.concatenate(c) for c in cols] + [np.concatenate(list(r["_images"][:k])) for r in rows]
-    ax.imshow(np.concatenate(grid, 1)); ax.axis("off")
-    ax.set_title("label map · real · " + " · ".join(r["model"] for r in rows), fontsize=9)
-    fig.tight_layout()
+def figure19(rows: list[dict], ev: EvalData, k: int = 8, natives: dict[str, np.ndarray] | None = None) -> Figure:
+    """The thesis's Figure 19: the first `k` label maps (one per row), their real image and each model's image (one
+    column per model), each model at the size it draws (`natives`: name -> images, e.g. a cascade's 256×448)."""
+    natives, k = natives or {}, min(k, len(ev))
+    cols = [("label map", [colorize(l) for l in ev.labels[:k]]), ("real (rendered)", list(ev.images[:k]))]
+    cols += [(r["model"], list(natives.get(r["model"], r["_images"])[:k])) for r in rows if r.get("sampling") != "reference"]
+    H, W = ev.labels.shape[1:]
+    pw, title_h = 2.6, 0.35                         # inches: panel width, title band
+    ph = pw * H / W
+    fig = Figure(figsize=(pw * len(cols), ph * k + title_h), dpi=100); FigureCanvasAgg(fig)
+    axs = fig.subplots(k, len(cols), squeeze=False)
+    for j, (title, images) in enumerate(cols):
+        axs[0, j].set_title(title, fontsize=10)
+        for i in range(k):
+            axs[i, j].imshow(images[i], interpolation="nearest" if images[i].shape[0] <= H else "antialiased")
+            axs[i, j].axis("off")
+    fig.subplots_adjust(left=0.003, right=0.997, bottom=0.003, top=1 - title_h / (ph * k + title_h), wspace=0.02, hspace=0.02)
     return fig
 
 # %% ../nbs/10_bench.ipynb #21340c78

@@ -302,7 +302,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                              command=cmd)
         table = (tmp / "results.md").read_text()
     print(table.split("\n- **")[0].strip())
-    print(f"\nwrote results.md, results.csv, results.json{', figure.png' if args.job != 'downstream' else ''} to {args.out}")
+    print(f"\nwrote results.md, results.csv, results.json{ {'steps': ', figure.png', 'compare': ', figure19.png'}.get(args.job, '')} to {args.out}")
 
 # %% ../nbs/90_cli.ipynb #ac1cc0c9
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,8 +28,9 @@ from .fit import Callback, LRSchedule, Task, fit, torch_threads
 # %% auto #0
 __all__ = ['TRAIN_SEEDS', 'HELDOUT_SEED_OFFSET', 'SHIPPED_SEGMENTERS', 'KIND', 'confusion_matrix', 'scores_from_confusion',
            'SegmenterConfig', 'ConvBlock', 'Segmenter', 'synthetic_pairs', 'heldout_pairs', 'as_image_tensor',
-           'as_label_tensor', 'gaussian_blur', 'augment_pairs', 'train_segmenter', 'SegmenterTask', 'save_segmenter',
-           'shipped_segmenter_dir', 'load_segmenter', 'label_consistency', 'segmenter_ceiling', 'main']
+           'as_label_tensor', 'gaussian_blur', 'augment_pairs', 'classic_augment', 'train_segmenter', 'SegmenterTask',
+           'save_segmenter', 'shipped_segmenter_dir', 'load_segmenter', 'label_consistency', 'segmenter_ceiling',
+           'main']
 
 # %% ../nbs/06a_segment.ipynb #77d46f2b
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE) -> Tensor:
@@ -245,15 +246,30 @@ def augment_pairs(x: Tensor, y: Tensor, rng: torch.Generator) -> tuple[Tensor, T
     noise = torch.randn(x.shape, generator=rng) * (0.1 * u[:, 3] * (u[:, 2] < 0.5)).view(-1, 1, 1, 1)
     return (x + noise).clamp(-1, 1), y
 
+def classic_augment(x: Tensor, y: Tensor, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+    "Classic augmentation: random flips (both axes), then per image brightness ±0.2, contrast and saturation ×0.7-1.3."
+    x, y = x.clone(), y.clone()
+    for dim in (-1, -2):
+        f = torch.rand(len(x), generator=rng) < 0.5
+        x[f], y[f] = x[f].flip(dim), y[f].flip(dim)
+    u = torch.rand(len(x), 3, 1, 1, 1, generator=rng).unbind(1)
+    grey = x.mean(1, keepdim=True)                                      # per-pixel grey: saturation
+    x = grey + (x - grey) * (0.7 + 0.6 * u[0])
+    mean = x.mean((1, 2, 3), keepdim=True)                              # per-image mean: contrast
+    x = mean + (x - mean) * (0.7 + 0.6 * u[1])
+    return (x + 0.4 * (u[2] - 0.5)).clamp(-1, 1), y                    # brightness
+
 def _lr_factor(step: int, steps: int, warmup: int) -> float:
     if step < warmup: return (step + 1) / warmup
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 def train_segmenter(data, config: SegmenterConfig | None = None, steps: int = 2000, batch_size: int = 16,
-                    lr: float = 3e-3, seed: int = 0, weight_decay: float = 1e-4, augment: bool = True,
+                    lr: float = 3e-3, seed: int = 0, weight_decay: float = 1e-4, augment: bool | Callable = True,
                     losses: list[float] | None = None, num_threads: int | None = None,
                     progress: bool = True) -> Segmenter:
-    "Train a `Segmenter` on real (image, label) pairs; append each step's loss to `losses` if given."
+    """Train a `Segmenter` on real (image, label) pairs; append each step's loss to `losses` if given.
+    `augment`: True for `augment_pairs` (flips, blur, noise), False for none, or a function `(x, y, rng) -> (x, y)`
+    such as `classic_augment`."""
     if steps < 1 or batch_size < 1: raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
     with torch_threads(num_threads):  # a small model on a shared CPU: 1 is often fastest
         return _train(data, config or SegmenterConfig(), steps, batch_size, lr, seed, weight_decay, augment, losses, progress)
@@ -299,7 +315,8 @@ def _train(data, config, steps, batch_size, lr, seed, weight_decay, augment, los
             order, pos = torch.cat([order[pos:], torch.randperm(len(pairs), generator=rng)]), 0
         idx, pos = order[pos:pos + batch_size], pos + batch_size
         x, y = _resize(*pairs.batch(idx), config.image_size)
-        return augment_pairs(x, y, rng) if augment else (x, y)
+        if not augment: return x, y
+        return (augment_pairs if augment is True else augment)(x, y, rng)
 
     warmup = min(100, steps // 10 + 1)
     model.train()

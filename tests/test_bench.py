@@ -6,13 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from surgdiff.bench import eval_data, load_generator, markdown_table, other_style
+from PIL import Image
+
+from surgdiff.bench import BaselineGeneratorAdapter, eval_data, load_generator, markdown_table, other_style
 from surgdiff.cli import main
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
+    "Each test on one torch thread (small models on a shared CPU); the thread count is restored after."
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def read_csv(path):
@@ -43,7 +49,7 @@ def test_bench_steps_writes_table_csv_json_figure(tmp_path, capsys):
 def test_bench_compare_with_a_baseline_and_the_reference_row(tmp_path):
     run = tmp_path / "p2p"
     assert main(["train-baseline", "pix2pix", "--steps", "3", "--batch-size", "2", "--out", str(run), "--quiet"]) == 0
-    assert isinstance(load_generator(str(run)), object) and (run / "latest.json").exists()
+    assert isinstance(load_generator(str(run)), BaselineGeneratorAdapter) and (run / "latest.json").exists()
     out = tmp_path / "compare"
     assert main(["bench", "compare", "--model", "diffusion=demo", "--model", f"pix2pix={run}", "--steps", "2",
                  "--n", "4", "--no-fid", "--diversity-labels", "2", "--out", str(out), "--quiet"]) == 0
@@ -51,7 +57,8 @@ def test_bench_compare_with_a_baseline_and_the_reference_row(tmp_path):
     assert list(rows) == ["diffusion", "pix2pix", "real, other style"]
     assert float(rows["diffusion"]["diversity_pixel"]) > 0.01      # different seeds, different images
     assert float(rows["real, other style"]["miou"]) > float(rows["pix2pix"]["miou"])  # 3 training steps vs real
-    assert (out / "figure.png").stat().st_size > 1000
+    w, h = Image.open(out / "figure19.png").size       # label map, real and two models: columns >= 2.5 in at 100 dpi
+    assert w >= 4 * 250 and h >= 4 * 100                # 4 maps, one per row
 
 
 def test_bench_downstream_rows(tmp_path):
