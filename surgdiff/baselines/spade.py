@@ -104,9 +104,9 @@ class SPADEBaseline(GANBaseline):
     "SPADE: SPADE generator, multi-scale spectral-norm PatchGANs, hinge loss + lambda_fm · feature matching."
     name, takes_z, uses_vgg = "spade", True, True
     # demo: the paper's widths divided by 4 (nf = ndf, hidden = 2 nf, z = 4 nf), the diffusion demo's budget
-    # (3000 steps × 16 images), 16×16 PatchGANs at two scales (the paper's 70×70 of 256, 09_baselines)
+    # (3000 steps × 16 images), 34×34 PatchGANs at two scales (inside the 64-pixel height, 09_baselines)
     PRESETS = {"demo": dict(image_size=(64, 112), gen_channels=16, disc_channels=16, spade_hidden=32, z_dim=64,
-                            disc_layers=1, num_discriminators=2, lr=1e-4, lr_d=4e-4, betas=(0.0, 0.9), batch_size=16,
+                            disc_layers=2, num_discriminators=2, lr=1e-4, lr_d=4e-4, betas=(0.0, 0.9), batch_size=16,
                             steps=3000, checkpoint_every=250),
                "paper": dict(gen_channels=64, disc_channels=64, spade_hidden=128, z_dim=256, num_discriminators=2,
                              lr=1e-4, lr_d=4e-4, betas=(0.0, 0.9), batch_size=32, steps=100_000, checkpoint_every=5000)}
