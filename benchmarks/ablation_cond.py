@@ -7,7 +7,7 @@ torch.utils.flop_counter on a forward + backward pass), for each seed. Every mod
 held-out label maps (synthetic_scene(HELDOUT_SEED_OFFSET + k)): label-consistency mIoU of the shipped
 segmenter on its samples, and KID of its samples against the real (synthetic) images of those maps.
 
-    python benchmarks/ablation_cond.py [--size 32 56] [--budget-steps 1000] [--seeds 0 1] [--n 128]
+    python benchmarks/ablation_cond.py [--size 32 56] [--budget-steps 3000] [--seeds 0 1 2] [--n 128]
                                        [--out benchmarks/tables/ablation_cond]
 
 --budget-steps is the number of steps the most expensive mode ("both") gets; the others get more.
@@ -24,6 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from surgdiff.bench import DiffusionGenerator, eval_data, evaluate
+from surgdiff.metrics import mean_ci95
 from surgdiff.model import DiffusionModel
 from surgdiff.train import TRAIN_PRESETS, SyntheticScenes, TrainConfig, diffusion_loss, train
 
@@ -49,8 +50,8 @@ def flops_per_step(cfg: TrainConfig) -> int:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, nargs=2, default=[32, 56], metavar=("H", "W"))
-    p.add_argument("--budget-steps", type=int, default=1000, help="training steps of the costliest mode (both)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--budget-steps", type=int, default=3000, help="training steps of the costliest mode (both)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n", type=int, default=128, help="held-out label maps to score")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", default="runs/ablation_cond", help="where the training runs go")
@@ -84,6 +85,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     means = {c: {k: float(np.mean([r[k] for r in rows if r["cond"] == c])) for k in ("miou", "kid", "fid", "psnr")}
              for c in CONDS}
+    ci95 = {c: {k: list(mean_ci95([r[k] for r in rows if r["cond"] == c])[1:]) for k in ("miou", "kid")} for c in CONDS}
     lines = [f"# concat vs spade vs both at equal compute ({size[0]}×{size[1]}, synthetic scenes)", "",
              f"Budget: {a.budget_steps} steps of 'both' = {budget / 1e12:.2f} TFLOPs per run; batch 16; "
              f"seeds {a.seeds}; scored on {a.n} held-out maps (DDIM 20 steps, guidance 1.5, clip 1).", "",
@@ -91,11 +93,12 @@ def main():
     for r in rows:
         lines.append(f"| {r['cond']} | {r['steps']} | {r['gflops_per_step']:.2f} | {r['seed']} | {r['miou']:.3f} | "
                      f"{r['kid']:.4f} | {r['fid']:.1f} | {r['train_s']:.0f} |")
-    lines += ["", "| cond | mean label mIoU ↑ | mean KID ↓ | mean FID ↓ |", "|---|---|---|---|"]
-    lines += [f"| {c} | {m['miou']:.3f} | {m['kid']:.4f} | {m['fid']:.1f} |" for c, m in means.items()]
+    lines += ["", "| cond | mean label mIoU ↑ [95 % CI] | mean KID ↓ [95 % CI] | mean FID ↓ |", "|---|---|---|---|"]
+    lines += [f"| {c} | {m['miou']:.3f} [{ci95[c]['miou'][0]:.3f}, {ci95[c]['miou'][1]:.3f}] | {m['kid']:.4f} "
+              f"[{ci95[c]['kid'][0]:.4f}, {ci95[c]['kid'][1]:.4f}] | {m['fid']:.1f} |" for c, m in means.items()]
     lines += ["", "Command: `python benchmarks/ablation_cond.py " + " ".join(__import__("sys").argv[1:]) + "`"]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps(dict(rows=rows, means=means, steps=steps, flops=flops), indent=2) + "\n")
+    (out / "results.json").write_text(json.dumps(dict(rows=rows, means=means, ci95=ci95, steps=steps, flops=flops), indent=2) + "\n")
     print("\n".join(lines))
 
 

@@ -28,7 +28,6 @@ continues where it stopped; results are rewritten after each N.
 """
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -36,10 +35,10 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from scipy import stats
 
 from surgdiff.bench import DiffusionGenerator, command_line, write_report
 from surgdiff.data import INSTRUMENT_WEIGHTS, INSTRUMENTS, colorize
+from surgdiff.metrics import mean_ci95
 from surgdiff.model import load_pretrained
 from surgdiff.segment import (HELDOUT_SEED_OFFSET, SegmenterConfig, classic_augment, label_consistency,
                               synthetic_pairs, train_segmenter)
@@ -111,14 +110,6 @@ def training_set(cond: str, real: tuple[np.ndarray, np.ndarray], g: dict) -> tup
     kind = "layout" if "layout" in cond else "edit"
     imgs, labs = g[f"{kind}_images"], g[f"{kind}_labels"]
     return np.concatenate([real[0], imgs]), np.concatenate([real[1], labs]), len(imgs)
-
-
-def ci95(values: list[float]) -> list[float]:
-    "Mean ± t(0.975, n-1)·sd/√n."
-    m, n = float(np.mean(values)), len(values)
-    if n < 2: return [m, m]
-    h = float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
-    return [m - h, m + h]
 
 
 def figure(rows: list[dict]) -> Figure:
@@ -193,7 +184,7 @@ def main():
                 print(f"N={n} {cond} seed {s}: mIoU {sc['miou']:.3f}", flush=True)
             mious = [scores[f"{n}|{cond}|{s}"]["miou"] for s in a.seeds]
             rows.append({"condition": cond, "real_pairs": n, "generator_train_pairs": n if m else 0, "generated": m,
-                         "seeds": list(a.seeds), "miou_mean": float(np.mean(mious)), "miou_ci95": ci95(mious),
+                         "seeds": list(a.seeds), "miou_mean": float(np.mean(mious)), "miou_ci95": list(mean_ci95(mious)[1:]),
                          "miou_per_seed": mious,
                          "pixel_accuracy": float(np.mean([scores[f"{n}|{cond}|{s}"]["pixel_accuracy"] for s in a.seeds]))})
         gen_info = {n: json.loads((runs / f"N{n}" / "generated.json").read_text()) for n in gens}

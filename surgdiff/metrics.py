@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from scipy import linalg
+from scipy import linalg, stats
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -29,7 +29,7 @@ from .segment import label_consistency
 __all__ = ['DEFAULT_WEIGHTS_SHA1', 'DEFAULT_WEIGHTS_PACKAGE', 'DEFAULT_WEIGHTS_FILE', 'PROTOCOL', 'psnr', 'ssim',
            'image_similarity', 'file_sha1', 'check_sha1', 'default_weights_path', 'load_torchscript', 'FIDProtocol',
            'InceptionFeatures', 'default_extractor', 'frechet_distance', 'feature_stats', 'fid_from_features',
-           'kid_from_features', 'fid_kid', 'diversity', 'label_consistency']
+           'kid_from_features', 'fid_kid', 'diversity', 'mean_ci95', 'label_consistency']
 
 # %% ../nbs/08_metrics.ipynb #ccd2ce48
 def _pairs(fake, real) -> tuple[np.ndarray, np.ndarray]:
@@ -355,3 +355,14 @@ def diversity(samples_per_label, extractor: InceptionFeatures | None = None, fea
         out.update(feature_cosine=float(np.mean(cos)), feature_cosine_per_label=np.array(cos),
                    feature_l2=float(np.mean(euc)), feature_l2_per_label=np.array(euc), protocol=ext.protocol.describe())
     return out
+
+# %% ../nbs/08_metrics.ipynb #c195a002
+def mean_ci95(values) -> tuple[float, float, float]:
+    "The mean of `values` (one score per seed) and its 95 % Student-t interval: (mean, low, high); one value: no width."
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) == 0 or not np.isfinite(v).all():
+        raise ValueError(f"mean_ci95 needs a non-empty list of finite numbers, not {values!r}")
+    m = float(v.mean())
+    if len(v) == 1: return m, m, m
+    h = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return m, m - h, m + h
