@@ -58,17 +58,21 @@ def run_cascade(cascade, labels: np.ndarray, seed: int, batch: int, stage_steps,
         with torch.inference_mode():
             t = time.perf_counter()
             x = sample(cascade.base, resize_labels(lab[i:i + batch], LOW), generator=g, progress=False)
-            secs["base"] += time.perf_counter() - t; t = time.perf_counter()
+            secs["base"] += time.perf_counter() - t
+            t = time.perf_counter()
             y = cascade.lift(0, x, lab[i:i + batch], g, stage_steps, aug, progress=False)
             secs["stage"] += time.perf_counter() - t
-        base.append(to_uint8(x.float(), check_range=False)); final.append(to_uint8(y.float(), check_range=False))
+        base.append(to_uint8(x.float(), check_range=False))
+        final.append(to_uint8(y.float(), check_range=False))
     return np.concatenate(base), np.concatenate(final), {k: v / len(lab) for k, v in secs.items()}
 
 
-def shrink(images: np.ndarray) -> np.ndarray: return to_uint8(downsample(from_uint8(images), LOW))
+def shrink(images: np.ndarray) -> np.ndarray:
+    return to_uint8(downsample(from_uint8(images), LOW))
 
 
-def enlarge(images: np.ndarray) -> np.ndarray: return to_uint8(upsample(from_uint8(images), SIZE).clamp(-1, 1))
+def enlarge(images: np.ndarray) -> np.ndarray:
+    return to_uint8(upsample(from_uint8(images), SIZE).clamp(-1, 1))
 
 
 def figure(labels, base, bic, final, drawn, spectra):
@@ -78,14 +82,20 @@ def figure(labels, base, bic, final, drawn, spectra):
     for r in range(k):
         for ax, im, title in zip(axs[r], [colorize(labels[r]), bic[r], final[r], drawn[r]],
                                  ["label map", "base 64×112, bicubic ×4", "cascade 256×448", "drawn at 256×448 (other style)"]):
-            ax.imshow(im, interpolation="nearest"); ax.axis("off")
-            if r == 0: ax.set_title(title)
-    for ax in axs[k]: ax.remove()
+            ax.imshow(im, interpolation="nearest")
+            ax.axis("off")
+            if r == 0:
+                ax.set_title(title)
+    for ax in axs[k]:
+        ax.remove()
     ax = fig.add_subplot(k + 1, 1, k + 1)
     f = (np.arange(64) + 0.5) / 64
-    for name, sp in spectra.items(): ax.loglog(f, sp, label=name)
-    ax.axvline(0.25, color="grey", ls=":", lw=1); ax.text(0.26, ax.get_ylim()[1] * 0.3, "Nyquist of 64×112", color="grey")
-    ax.axvspan(0.5, 1.0, color="grey", alpha=0.1); ax.text(0.52, ax.get_ylim()[0] * 3, "top octave", color="grey")
+    for name, sp in spectra.items():
+        ax.loglog(f, sp, label=name)
+    ax.axvline(0.25, color="grey", ls=":", lw=1)
+    ax.text(0.26, ax.get_ylim()[1] * 0.3, "Nyquist of 64×112", color="grey")
+    ax.axvspan(0.5, 1.0, color="grey", alpha=0.1)
+    ax.text(0.52, ax.get_ylim()[0] * 3, "top octave", color="grey")
     ax.set(xlabel="spatial frequency (fraction of Nyquist at 256×448)", ylabel="power", title="radially averaged power spectrum")
     ax.legend()
     fig.tight_layout()
@@ -121,7 +131,8 @@ def main():
             f = ext.extract(imgs, progress=False)
             row.update(kid=kid_from_features(f_truth, f, subset_size=min(1000, a.n))["kid"], fid=fid_from_features(f_truth, f))
         key = {"bicubic ×4": "bicubic ×4", "cascade 256×448": "cascade", "drawn 256×448": "drawn (other style)"}.get(name)
-        if key: row["fine_power"] = fine_power(spectra[key]) / fine_power(spectra["drawn (other style)"])
+        if key:
+            row["fine_power"] = fine_power(spectra[key]) / fine_power(spectra["drawn (other style)"])
         rows.append(row)
     rows[0]["seconds_per_image"], rows[2]["seconds_per_image"] = secs["base"], secs["base"] + secs["stage"]
     meta = {"command": "python benchmarks/cascade_quality.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v is not None and k != "out"),

@@ -34,7 +34,8 @@ COMMANDS = {"cascade (default, 256×448)": [], "demo alone (--size 64x112)": ["-
 
 def end_to_end(runs: int, peer: str | None = None) -> dict[str, list[float]]:
     commands = {name: (extra, None) for name, extra in COMMANDS.items()}
-    if peer: commands[f"demo alone, {peer}"] = (["--size", "64x112"], peer)
+    if peer:
+        commands[f"demo alone, {peer}"] = (["--size", "64x112"], peer)
     times = {k: [] for k in commands}
     for _ in range(runs):
         for name, (extra, path) in commands.items():
@@ -55,7 +56,8 @@ def split(reps: int) -> dict[str, list[float]]:
     out = {f"{part}, {layout}": [] for part in ("base", "stage") for layout in layouts}
     for r in range(reps + 1):  # the first repetition warms up (one-time setup costs) and is not recorded
         for layout, fmt in layouts.items():
-            cascade.base.to(memory_format=fmt); stage.to(memory_format=fmt)
+            cascade.base.to(memory_format=fmt)
+            stage.to(memory_format=fmt)
             g = torch.Generator().manual_seed(0)
             with torch.inference_mode():
                 t = time.perf_counter()
@@ -63,7 +65,9 @@ def split(reps: int) -> dict[str, list[float]]:
                 base_s = time.perf_counter() - t
                 t = time.perf_counter()
                 cascade.lift(0, x, labels, g, progress=False)
-                if r: out[f"base, {layout}"].append(base_s); out[f"stage, {layout}"].append(time.perf_counter() - t)
+                if r:
+                    out[f"base, {layout}"].append(base_s)
+                    out[f"stage, {layout}"].append(time.perf_counter() - t)
     return out
 
 
@@ -82,7 +86,8 @@ def main():
     if a.peer:
         ratios = [o / n for o, n in zip(e2e[f"demo alone, {a.peer}"], e2e["demo alone (--size 64x112)"])]
         print(f"\ndemo alone: {a.peer} / this checkout = {', '.join(f'{r:.2f}' for r in ratios)}× (each interleaved run)")
-    if a.no_split: return
+    if a.no_split:
+        return
     sp = split(a.reps)
     print("\n| part of one cascade run (8 maps, in process) | seconds, each repetition | median |\n|---|---|---|")
     for name, ts in sp.items():

@@ -40,7 +40,8 @@ def generate(model, labels: np.ndarray, settings: dict, seed: int, batch: int) -
 
 
 def parse_setting(text: str, clip: float | None) -> dict:
-    if text == "default": return {}
+    if text == "default":
+        return {}
     parts = text.split(":")
     sampler = parts.pop(0) if len(parts) == 3 else "ddim"
     return dict(sampler=sampler, steps=int(parts[0]), guidance=float(parts[1]), clip=clip)
@@ -48,7 +49,8 @@ def parse_setting(text: str, clip: float | None) -> dict:
 
 def real_maps(folder: Path, size: tuple[int, int]) -> tuple[list[str], np.ndarray]:
     files = sorted(folder.glob("*.png"))
-    if not files: raise SystemExit(f"--real {folder}: no PNG label maps")
+    if not files:
+        raise SystemExit(f"--real {folder}: no PNG label maps")
     labs = [np.asarray(Image.fromarray(read_label(f)).resize((size[1], size[0]), Image.NEAREST)) for f in files]
     return [f.name for f in files], np.stack(labs)
 
@@ -73,7 +75,8 @@ def main():
     results = {"model": a.model, "n": a.n, "size": list(size), "real": str(a.real) if a.real else None,
                "real_files": real_names, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "ceiling": {k: ceiling[k] for k in ("miou", "pixel_accuracy", "per_class_iou")}, "settings": []}
-    if a.out: a.out.mkdir(parents=True, exist_ok=True)
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
     for text in a.settings:
         st = sampling_settings(model, **parse_setting(text, a.clip))
         t = time.perf_counter()
@@ -104,7 +107,8 @@ def main():
         real = f"{r['real_miou']:.3f}" if "real_miou" in r else "–"
         print(f"| {r['setting']} | {r['sampler']} | {r['steps']} | {r['guidance']} | {r['clip']} | {r['miou']:.3f} | "
               f"{r['fraction_of_ceiling']:.0%} | {real} | {r['seconds_per_image']:.2f} |")
-    if a.out: (a.out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    if a.out:
+        (a.out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ def random_edit(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return transform_instrument(label, int(rng.choice(tips)), dy=rng.uniform(-0.15, 0.15) * H,
                                     dx=rng.uniform(-0.15, 0.15) * W, angle=rng.uniform(-40, 40), scale=rng.uniform(0.8, 1.2))
     if op == "remove":
-        t = int(rng.choice(tips)); h = handle_of(t)
+        t = int(rng.choice(tips))
+        h = handle_of(t)
         return remove_classes(label, [t] + ([h] if h is not None else []))
     t = int(INSTRUMENTS[rng.choice(len(INSTRUMENTS), p=INSTRUMENT_WEIGHTS)][0])
     pupil = np.argwhere(label == 0)
@@ -84,7 +85,8 @@ def generated_pairs(n: int, a, real_labels: np.ndarray, runs: Path) -> dict[str,
     "Train (or reload) the N-pair generator, then draw its images for M = 4N layout maps and M edits (cached)."
     folder = runs / f"N{n}"
     cache = folder / "generated.npz"
-    if cache.exists(): return dict(np.load(cache))
+    if cache.exists():
+        return dict(np.load(cache))
     cfg = generator_config(n, tuple(a.size), a.gen_steps, runs, a.threads)
     t0 = time.perf_counter()
     train(cfg, resume=(Path(cfg.out) / "config.json").exists(), progress=False)
@@ -106,7 +108,8 @@ def generated_pairs(n: int, a, real_labels: np.ndarray, runs: Path) -> dict[str,
 
 def training_set(cond: str, real: tuple[np.ndarray, np.ndarray], g: dict) -> tuple[np.ndarray, np.ndarray, int]:
     "The images, labels and the number of generated pairs of one condition."
-    if cond in ("real only", "real + classic aug."): return (*real, 0)
+    if cond in ("real only", "real + classic aug."):
+        return (*real, 0)
     kind = "layout" if "layout" in cond else "edit"
     imgs, labs = g[f"{kind}_images"], g[f"{kind}_labels"]
     return np.concatenate([real[0], imgs]), np.concatenate([real[1], labs]), len(imgs)
@@ -114,17 +117,22 @@ def training_set(cond: str, real: tuple[np.ndarray, np.ndarray], g: dict) -> tup
 
 def figure(rows: list[dict]) -> Figure:
     "mIoU against N for each condition, with the 95 % intervals."
-    fig = Figure(figsize=(6.4, 4.2), dpi=100); FigureCanvasAgg(fig)
+    fig = Figure(figsize=(6.4, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for i, cond in enumerate(CONDITIONS):
         rs = [r for r in rows if r["condition"] == cond]
-        if not rs: continue
+        if not rs:
+            continue
         x = np.array([r["real_pairs"] for r in rs]) * (1 + 0.04 * (i - 1.5))  # spread the bars apart
         y = np.array([r["miou_mean"] for r in rs])
         err = np.abs(np.array([r["miou_ci95"] for r in rs]).T - y)
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=cond)
-    ax.set_xscale("log", base=2); ax.set_xlabel("real labelled pairs N"); ax.set_ylabel("segmenter mIoU (held-out scenes)")
-    ax.legend(fontsize=8); ax.grid(alpha=0.3)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("real labelled pairs N")
+    ax.set_ylabel("segmenter mIoU (held-out scenes)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     ax.set_title("segmenter trained on N real pairs, with and without generated pairs (mean, 95 % CI)", fontsize=9)
     fig.tight_layout()
     return fig
@@ -133,13 +141,15 @@ def figure(rows: list[dict]) -> Figure:
 def examples(gens: dict[int, dict], k: int = 4) -> Figure:
     "For each N, k layout maps and k edited maps with the N-pair generator's image of each."
     ns = sorted(gens)
-    fig = Figure(figsize=(2.6 * 2 * k / 2, 2.6 * len(ns) * 0.75 + 0.4), dpi=100); FigureCanvasAgg(fig)
+    fig = Figure(figsize=(2.6 * 2 * k / 2, 2.6 * len(ns) * 0.75 + 0.4), dpi=100)
+    FigureCanvasAgg(fig)
     for r, n in enumerate(ns):
         g = gens[n]
         top = np.concatenate([colorize(l) for l in g["layout_labels"][:k // 2]] + [colorize(l) for l in g["edit_labels"][:k // 2]], 1)
         bot = np.concatenate(list(g["layout_images"][:k // 2]) + list(g["edit_images"][:k // 2]), 1)
         ax = fig.add_subplot(len(ns), 1, r + 1)
-        ax.imshow(np.concatenate([top, bot]), interpolation="nearest"); ax.axis("off")
+        ax.imshow(np.concatenate([top, bot]), interpolation="nearest")
+        ax.axis("off")
         ax.set_title(f"N = {n}: generator trained on {n} pairs — left {k // 2}: layout-generator maps, right {k // 2}: "
                      "edited maps", fontsize=8)
     fig.tight_layout()
@@ -158,7 +168,8 @@ def main():
     p.add_argument("--runs", default="runs/downstream_scarce")
     p.add_argument("--out", default="benchmarks/tables/downstream_scarce")
     a = p.parse_args()
-    if a.threads: torch.set_num_threads(a.threads)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     size, runs = tuple(a.size), Path(a.runs)
     runs.mkdir(parents=True, exist_ok=True)
     scores_file = runs / "scores.json"
@@ -173,7 +184,8 @@ def main():
             x, y, m = training_set(cond, real, g)
             for s in a.seeds:
                 key = f"{n}|{cond}|{s}"
-                if key in scores: continue
+                if key in scores:
+                    continue
                 t0 = time.perf_counter()
                 seg = train_segmenter((x, y), seg_cfg, steps=a.seg_steps, seed=s, progress=False,
                                       augment=classic_augment if "classic" in cond else False)
@@ -208,7 +220,8 @@ def main():
             lines.append(f"| {r['real_pairs']} | {r['condition']} | {r['generated']} | {r['miou_mean']:.3f} | "
                          f"{r['miou_ci95'][0]:.3f}–{r['miou_ci95'][1]:.3f} | {r['miou_mean'] - base['miou_mean']:+.3f} | "
                          f"{', '.join(f'{v:.3f}' for v in r['miou_per_seed'])} |")
-        with open(out / "results.md", "a") as f: f.write("\n".join(lines) + "\n")
+        with open(out / "results.md", "a") as f:
+            f.write("\n".join(lines) + "\n")
         figure(rows).savefig(out / "figure.png", dpi=100)
         examples(gens).savefig(out / "examples.png", dpi=100)
         print("\n".join(lines), flush=True)

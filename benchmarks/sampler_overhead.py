@@ -36,7 +36,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def sync(device: torch.device) -> None:
-    if device.type == "cuda": torch.cuda.synchronize()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def diffusers_scheduler(steps: int):
@@ -56,7 +57,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     args = ap.parse_args()
-    if args.threads: torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     schedule = NoiseSchedule.from_name("linear-2000")
     _, ab, ab_prev = step_levels(schedule, args.steps, "trailing")
@@ -103,11 +105,15 @@ def main() -> None:
         cases = [("step, eta=0", ours_step(0.0), theirs_step(0.0)), ("step, eta=1 (noise given)", ours_step(1.0), theirs_step(1.0)),
                  ("40-step loop, trivial net", ours_loop, theirs_loop)]
         for what, ours, theirs in cases:
-            for f in (ours, theirs): f(); sync(device)   # warm-up
+            for f in (ours, theirs):
+                f()
+                sync(device)   # warm-up
             times = {"ours": [], "theirs": []}
             for _ in range(args.reps):
                 for key, f in (("ours", ours), ("theirs", theirs)):
-                    t0 = time.perf_counter(); f(); sync(device)
+                    t0 = time.perf_counter()
+                    f()
+                    sync(device)
                     times[key].append((time.perf_counter() - t0) / args.steps * 1e6)
             o, d = statistics.median(times["ours"]), statistics.median(times["theirs"])
             best = min(times["theirs"]) / min(times["ours"])

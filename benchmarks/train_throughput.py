@@ -23,7 +23,9 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
     a @ b
     best = float("inf")
     for _ in range(reps):
-        t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
 
 
@@ -44,15 +46,20 @@ def images_per_second(model, cfg, x0, label, amp, steps: int) -> float:
     for i in range(steps + 2):  # two warm-up steps
         t = time.perf_counter()
         loss = diffusion_loss(model, x0, label, model.schedule, cfg, g, amp)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); ema_update(ema, model, 0.999)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema_update(ema, model, 0.999)
         times.append(time.perf_counter() - t)
     return x0.shape[0] / (sorted(times[2:])[len(times[2:]) // 2])  # median step
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny"); p.add_argument("--size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=16); p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=8)
     a = p.parse_args()
     from surgdiff.model import DiffusionModel
     pairs = [synthetic_scene(i, (a.size, a.size)) for i in range(a.batch)]
@@ -75,7 +82,8 @@ def main():
         cfg = TrainConfig(**{**base.to_dict(), "channels_last": cl})
         torch.manual_seed(0)
         m = DiffusionModel(cfg.model_config())
-        if cl: m = m.to(memory_format=torch.channels_last)
+        if cl:
+            m = m.to(memory_format=torch.channels_last)
         ips = images_per_second(m, cfg, x0, label, amp, a.steps)
         ref = ref or ips
         achieved = ips * flops

@@ -157,7 +157,8 @@ def main(argv=None):
         demo = json.loads((Path(__file__).resolve().parents[1] / f"surgdiff/assets/{name}/config.json").read_text())
         make = lambda **kw: UNetConfig.from_dict({**demo["unet"], **kw})
         size, args.preset = tuple(demo["image_size"]), name
-        if args.stage: args.modes = ["concat"]
+        if args.stage:
+            args.modes = ["concat"]
     else:
         make = lambda **kw: UNetConfig.preset(args.preset, **kw)
         size = (args.size[0], args.size[-1])

@@ -19,7 +19,9 @@ from surgdiff.widgets import denoising_explorer, label_editor, noising_explorer
 def timed(fn, values):
     out = []
     for v in values:
-        start = time.perf_counter(); fn(v); out.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        fn(v)
+        out.append((time.perf_counter() - start) * 1000)
     return out
 
 
@@ -28,7 +30,8 @@ def main():
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
-    if args.threads: torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = load_pretrained("demo")
     rng = np.random.default_rng(0)
     ts = rng.integers(0, 2000, args.repeats).tolist()
@@ -43,14 +46,19 @@ def main():
     dex = denoising_explorer(model, steps=40, run=True, fallback=False)
     rows.append(("denoising: scrub the trajectory", timed(lambda i: setattr(dex.scrubber, "value", i),
                                                           rng.integers(0, 40, args.repeats).tolist()), "no"))
-    start = time.perf_counter(); dex.seed.value = 1; dex.run(); run_ms = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    dex.seed.value = 1
+    dex.run()
+    run_ms = (time.perf_counter() - start) * 1000
     rows.append(("denoising: Run, 40 DDIM steps with guidance", [run_ms], "40 calls"))
     ed = label_editor(model, steps=20, fallback=False)
     tool = ed.instrument.options[1][1]
     ed.instrument.value = tool
     rows.append(("label editor: move an instrument (label preview)",
                  timed(lambda d: setattr(ed.dx, "value", d), [int(v) for v in rng.integers(-20, 20, args.repeats)]), "no"))
-    start = time.perf_counter(); ed.generate(); gen_ms = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    ed.generate()
+    gen_ms = (time.perf_counter() - start) * 1000
     rows.append(("label editor: Generate, 2 × 20 steps", [gen_ms], "40 calls"))
 
     print(f"torch threads: {torch.get_num_threads()}, repeats: {args.repeats}\n")

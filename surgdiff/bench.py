@@ -46,17 +46,20 @@ class EvalData:
     seeds: list[int] | None = None          # synthetic scene seeds (None for a CaDIS copy)
     features: np.ndarray | None = field(default=None, repr=False)   # Inception features of `images`, once computed
 
-    def __len__(self) -> int: return len(self.labels)
+    def __len__(self) -> int:
+        return len(self.labels)
 
 def eval_data(data: str = "synthetic", n: int = 64, size: tuple[int, int] = (64, 112), split: str = "test") -> EvalData:
     "The first `n` held-out synthetic scenes, or `n` frames spread evenly over a CaDIS copy's `split`."
-    if n < 2: raise ValueError(f"n must be at least 2 evaluation images, not {n}")
+    if n < 2:
+        raise ValueError(f"n must be at least 2 evaluation images, not {n}")
     if data == "synthetic":
         seeds = list(range(HELDOUT_SEED_OFFSET, HELDOUT_SEED_OFFSET + n))
         imgs, labs = synthetic_pairs(seeds, size)
         return EvalData(imgs, labs, f"synthetic held-out scenes (seeds {seeds[0]}…{seeds[-1]}), {size[0]}×{size[1]}", seeds)
     ds = CaDISDataset(data, split=split, size=size)
-    if len(ds) < n: raise ValueError(f"{ds!r} has {len(ds)} frames, fewer than n={n}")
+    if len(ds) < n:
+        raise ValueError(f"{ds!r} has {len(ds)} frames, fewer than n={n}")
     idx = np.linspace(0, len(ds) - 1, n).round().astype(int)
     pairs = [ds.load(int(i)) for i in idx]
     return EvalData(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]).astype(np.uint8),
@@ -64,7 +67,8 @@ def eval_data(data: str = "synthetic", n: int = 64, size: tuple[int, int] = (64,
 
 def other_style(data: EvalData, style_offset: int = 7_000_000) -> np.ndarray:
     "The same synthetic label maps rendered with another style: the reference row."
-    if data.seeds is None: raise ValueError("a second style exists only for synthetic scenes")
+    if data.seeds is None:
+        raise ValueError("a second style exists only for synthetic scenes")
     size = data.labels.shape[1:]
     return np.stack([synthetic_scene(s, size, style_seed=s + style_offset)[0] for s in data.seeds])
 
@@ -120,7 +124,8 @@ class BaselineGeneratorAdapter:
                 out.append(to_uint8(self.model.generate(lab[i:i + self.batch_size], seed=seed + i).float()))
         return np.concatenate(out)
 
-    def describe(self) -> str: return f"{self.model.config.name} (one forward pass)"
+    def describe(self) -> str:
+        return f"{self.model.config.name} (one forward pass)"
 
 @dataclass
 class ResizedGenerator:
@@ -133,11 +138,13 @@ class ResizedGenerator:
         lab = resize_labels(torch.from_numpy(np.asarray(label).astype(np.int64)), own).numpy()
         return to_uint8(upsample(from_uint8(self.inner(lab, seed)), self.size).clamp(-1, 1))
 
-    def describe(self) -> str: return f"{self.inner.describe()}; bicubic to {self.size[0]}×{self.size[1]}"
+    def describe(self) -> str:
+        return f"{self.inner.describe()}; bicubic to {self.size[0]}×{self.size[1]}"
 
 def native_size(gen) -> tuple[int, int]:
     "The (H, W) a generator draws at (a cascade: its last stage's)."
-    if isinstance(gen, ResizedGenerator): return tuple(gen.size)
+    if isinstance(gen, ResizedGenerator):
+        return tuple(gen.size)
     return tuple(getattr(gen.model, "image_size", None) or gen.model.config.image_size)
 
 def at_size(gen, size: tuple[int, int]):
@@ -150,7 +157,8 @@ def _diffusion_chain(spec: str, size: tuple[int, int] | None):
     "A model or `Cascade` from 'demo', 'BASE+STAGE[+STAGE]' or a folder, cut at the model that makes `size` (if one does)."
     parts = (DEMO_CASCADE if spec == "demo" else spec).split("+")
     for p in parts:
-        if p not in PRETRAINED and not Path(p).exists(): raise FileNotFoundError(f"no model folder {p}")
+        if p not in PRETRAINED and not Path(p).exists():
+            raise FileNotFoundError(f"no model folder {p}")
     return chain([load_pretrained(p) for p in parts], size, strict=False)
 
 def load_generator(spec: str, steps: int | None = None, sampler: str | None = None, eta: float | None = None,
@@ -166,9 +174,11 @@ def load_generator(spec: str, steps: int | None = None, sampler: str | None = No
     cfg = load_json(cfg_file) if cfg_file.is_file() else {}
     if str(cfg.get("kind", "")).startswith(KIND_PREFIX) or cfg.get("name") in BASELINES:
         return BaselineGeneratorAdapter(load_baseline(path))
-    if spec not in PRETRAINED and not path.exists(): raise FileNotFoundError(f"no model folder {spec}")
+    if spec not in PRETRAINED and not path.exists():
+        raise FileNotFoundError(f"no model folder {spec}")
     model = load_pretrained(spec)
-    if model.is_stage: raise ValueError(f"{spec} is a super-resolution stage: name it after its base, e.g. demo+{spec}")
+    if model.is_stage:
+        raise ValueError(f"{spec} is a super-resolution stage: name it after its base, e.g. demo+{spec}")
     return DiffusionGenerator(model, steps, sampler, eta, guidance, clip, batch_size, spacing=spacing)
 
 # %% ../nbs/10_bench.ipynb #7f2de4fd
@@ -187,7 +197,8 @@ def evaluate(generate: Generator, data: EvalData, seed: int = 0, fid: bool = Tru
     row.update(psnr=sim["psnr_mean"], ssim=sim["ssim_mean"])
     if fid:
         ext = extractor or default_extractor()
-        if data.features is None: data.features = ext.extract(data.images, progress=False)   # once per data set
+        if data.features is None:
+            data.features = ext.extract(data.images, progress=False)   # once per data set
         fake = ext.extract(images, progress=False)
         kid = kid_from_features(data.features, fake, subset_size=min(1000, len(data)))
         row.update(fid=fid_from_features(data.features, fake), kid=kid["kid"], kid_std=kid["kid_std"])
@@ -210,7 +221,8 @@ COLUMNS = {"psnr": ("PSNR ↑", "{:.2f}"), "ssim": ("SSIM ↑", "{:.3f}"), "fid"
            "seconds_per_image": ("s / image", "{:.3f}"), "n": ("n", "{}")}
 
 def _fmt(v, fmt: str) -> str:
-    if v is None or isinstance(v, float) and math.isnan(v): return "—"
+    if v is None or isinstance(v, float) and math.isnan(v):
+        return "—"
     return fmt.format(v)
 
 def markdown_table(rows: Sequence[dict], key: str, key_title: str) -> str:
@@ -225,16 +237,20 @@ def markdown_table(rows: Sequence[dict], key: str, key_title: str) -> str:
 def write_report(out: str | Path, rows: list[dict], key: str, key_title: str, title: str, meta: dict,
                  figure: Figure | None = None, figure_name: str = "figure.png") -> Path:
     "Write results.md, results.csv, results.json (and the figure, at 100 dpi, as `figure_name`) into `out`; returns `out`."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     md = [f"# {title}", "", markdown_table(clean, key, key_title), ""]
     md += [f"- **{k}**: {v}" for k, v in meta.items()]
     (out / "results.md").write_text("\n".join(md) + "\n")
     cols = [key] + [c for c in COLUMNS if any(c in r for r in clean) and c != key] + ["kid_std"] * any("kid_std" in r for r in clean)
     with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore"); w.writeheader(); w.writerows(clean)
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(clean)
     save_json(out / "results.json", {"title": title, "rows": clean, **meta})
-    if figure is not None: figure.savefig(out / figure_name, dpi=100)
+    if figure is not None:
+        figure.savefig(out / figure_name, dpi=100)
     return out
 
 def command_line() -> str:
@@ -262,7 +278,8 @@ def bench_steps(
 ) -> list[dict]:  # one dict of metrics per step count
     "Table 1: metrics of one diffusion model sampled with each of `steps`, on the same label maps and seeds."
     gen = load_generator(model, sampler=sampler, eta=eta, guidance=guidance, clip=clip, spacing=spacing, size=size)
-    if not isinstance(gen, DiffusionGenerator): raise ValueError(f"{model} is not a diffusion model; bench steps needs one")
+    if not isinstance(gen, DiffusionGenerator):
+        raise ValueError(f"{model} is not a diffusion model; bench steps needs one")
     ev = eval_data(data, n, size or native_size(gen))
     ext = default_extractor() if fid else None
     rows = []
@@ -278,17 +295,21 @@ def bench_steps(
 
 def steps_figure(rows: list[dict], ev: EvalData, k: int = 4) -> Figure:
     "Metric curves against steps (log axis) and the first `k` samples of each step count."
-    fig = Figure(figsize=(12, 3 + 1.3 * k)); FigureCanvasAgg(fig)
+    fig = Figure(figsize=(12, 3 + 1.3 * k))
+    FigureCanvasAgg(fig)
     metrics = [m for m in ("psnr", "ssim", "miou", "fid") if m in rows[0]]
     gs = fig.add_gridspec(2, max(len(metrics), 1), height_ratios=[1, 1.3 * k / 3])
     x = [r["steps"] for r in rows]
     for j, m in enumerate(metrics):
-        ax = fig.add_subplot(gs[0, j]); ax.plot(x, [r[m] for r in rows], "o-"); ax.set_xscale("log")
+        ax = fig.add_subplot(gs[0, j])
+        ax.plot(x, [r[m] for r in rows], "o-")
+        ax.set_xscale("log")
         ax.set(title=COLUMNS[m][0], xlabel="steps")
     ax = fig.add_subplot(gs[1, :])
     cols = [np.concatenate([colorize(l) for l in ev.labels[:k]]), np.concatenate(list(ev.images[:k]))]
     cols += [np.concatenate(list(r["_images"][:k])) for r in rows]
-    ax.imshow(np.concatenate(cols, 1)); ax.axis("off")
+    ax.imshow(np.concatenate(cols, 1))
+    ax.axis("off")
     ax.set_title("label map · real · " + " · ".join(f"{r['steps']} steps" for r in rows), fontsize=9)
     fig.tight_layout()
     return fig
@@ -315,7 +336,8 @@ def bench_compare(
     command: str | None = None,  # the command line to record in the report
 ) -> list[dict]:  # one dict of metrics per model
     "Table 2: each of `models` (name -> spec) on the same label maps, plus the other-style reference row."
-    if not models: raise ValueError("bench compare needs at least one model (name=spec)")
+    if not models:
+        raise ValueError("bench compare needs at least one model (name=spec)")
     gens = {name: load_generator(spec, steps=steps, sampler=sampler, spacing=spacing, guidance=guidance, clip=clip, size=size)
             for name, spec in models.items()}
     ev = eval_data(data, n, size or native_size(next(iter(gens.values()))))
@@ -349,7 +371,8 @@ def figure19(rows: list[dict], ev: EvalData, k: int = 8, natives: dict[str, np.n
     H, W = ev.labels.shape[1:]
     pw, title_h = 2.6, 0.35                         # inches: panel width, title band
     ph = pw * H / W
-    fig = Figure(figsize=(pw * len(cols), ph * k + title_h), dpi=100); FigureCanvasAgg(fig)
+    fig = Figure(figsize=(pw * len(cols), ph * k + title_h), dpi=100)
+    FigureCanvasAgg(fig)
     axs = fig.subplots(k, len(cols), squeeze=False)
     for j, (title, images) in enumerate(cols):
         axs[0, j].set_title(title, fontsize=10)
@@ -390,8 +413,10 @@ def downstream(
                 f"real + {per_label}×{n_real} generated (same maps)": (np.concatenate([real_imgs, same]),
                                                                        np.concatenate([real_labs] + [real_labs] * per_label)),
                 f"real + {n_new} generated (new maps)": (np.concatenate([real_imgs, new]), np.concatenate([real_labs, new_labs]))}
-    if not per_label: variants.pop(next(k for k in variants if "same maps" in k))
-    if not n_new: variants.pop(next(k for k in variants if "new maps" in k))
+    if not per_label:
+        variants.pop(next(k for k in variants if "same maps" in k))
+    if not n_new:
+        variants.pop(next(k for k in variants if "new maps" in k))
     cfg = SegmenterConfig(image_size=tuple(size))
     rows = []
     for name, (x, y) in variants.items():
@@ -403,17 +428,20 @@ def downstream(
         rows.append({"training data": name, "pairs": len(x), "miou": float(np.mean(mious)),
                      "miou_per_seed": mious, "pixel_accuracy": float(np.mean([sc["pixel_accuracy"] for sc in scores]))})
     base = rows[0]["miou"]
-    for r in rows: r["delta_miou"] = r["miou"] - base
+    for r in rows:
+        r["delta_miou"] = r["miou"] - base
     if out is not None:
         md_rows = [{**r, "miou": r["miou"]} for r in rows]
         meta = {"generator": f"{model}: {gen.describe()}", "real pairs": f"synthetic seeds {real_offset}…",
                 "evaluation": f"{n_eval} held-out synthetic pairs (seeds {HELDOUT_SEED_OFFSET}…)",
                 "segmenter": f"SegmenterConfig {cfg.to_dict()}, {train_steps} steps, seeds {list(seeds)}",
                 "generation seconds": f"{gen_seconds:.0f}", "command": command or command_line()}
-        out = Path(out); write_report(out, md_rows, "training data", "training data",
+        out = Path(out)
+        write_report(out, md_rows, "training data", "training data",
                                       "Downstream segmentation: real vs real + generated", meta)
         lines = ["", "| training data | pairs | mIoU | Δ mIoU vs real only | per seed |", "|---|---|---|---|---|"]
         lines += [f"| {r['training data']} | {r['pairs']} | {r['miou']:.3f} | {r['delta_miou']:+.3f} | "
                   f"{', '.join(f'{m:.3f}' for m in r['miou_per_seed'])} |" for r in rows]
-        with open(out / "results.md", "a") as f: f.write("\n".join(lines) + "\n")
+        with open(out / "results.md", "a") as f:
+            f.write("\n".join(lines) + "\n")
     return rows

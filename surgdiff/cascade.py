@@ -29,7 +29,8 @@ def upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 def resize_labels(label: Tensor, size: tuple[int, int]) -> Tensor:
     "Label maps (B,H,W) of class ids resized to `size` by nearest neighbour (ids are never blended)."
-    if tuple(label.shape[-2:]) == tuple(size): return label
+    if tuple(label.shape[-2:]) == tuple(size):
+        return label
     return F.interpolate(label[:, None].float(), size=tuple(size), mode="nearest-exact")[:, 0].to(label.dtype)
 
 # %% ../nbs/05b_cascade.ipynb #eba02445
@@ -37,7 +38,8 @@ def lowres_condition(lowres: Tensor, size: tuple[int, int], aug_alpha_bar: float
                      eps: Tensor | None = None) -> Tensor:
     """The image condition of a super-resolution stage: the low-resolution image (B,C,h,w), corrupted to the noise
     level `aug_alpha_bar` (noise-conditioning augmentation, with noise `eps`; 1 = clean), then upsampled to `size`."""
-    if eps is not None: lowres = q_sample(lowres, aug_alpha_bar, eps)
+    if eps is not None:
+        lowres = q_sample(lowres, aug_alpha_bar, eps)
     return upsample(lowres, size)
 
 # %% ../nbs/05b_cascade.ipynb #06672afd
@@ -50,14 +52,16 @@ class ImageConditioned:
         self.stage, self.lowres, self.aug_alpha_bar = stage, lowres, aug_alpha_bar
         self.schedule, self.prediction, self.sampling = stage.schedule, stage.prediction, stage.sampling
 
-    def parameters(self): return self.stage.parameters()  # `sample` finds the device here
+    def parameters(self):
+        return self.stage.parameters()  # `sample` finds the device here
 
     def __call__(self, x_t: Tensor, alpha_bar: Tensor, label: Tensor | None = None) -> Tensor:
         lowres, aug = self.lowres, self.aug_alpha_bar
         if x_t.shape[0] != lowres.shape[0]:  # classifier-free guidance stacks [label, null] into one batch
             k = x_t.shape[0] // lowres.shape[0]
             lowres = lowres.repeat(k, 1, 1, 1)
-            if isinstance(aug, Tensor) and aug.ndim: aug = aug.repeat(k)
+            if isinstance(aug, Tensor) and aug.ndim:
+                aug = aug.repeat(k)
         return self.stage(x_t, alpha_bar, label, lowres, aug)
 
 # %% ../nbs/05b_cascade.ipynb #4a655846
@@ -68,23 +72,29 @@ class Cascade:
                  stages: list[DiffusionModel]):  # each lifts the previous image to its own `image_size`
         size = base.config.image_size
         for k, st in enumerate(stages):
-            if not st.is_stage: raise ValueError(f"stage {k} is not a super-resolution stage (its config has no lowres_size)")
+            if not st.is_stage:
+                raise ValueError(f"stage {k} is not a super-resolution stage (its config has no lowres_size)")
             if st.config.lowres_size != size:
                 raise ValueError(f"stage {k} lifts {st.config.lowres_size} images but receives {size} ones")
-            if st.num_classes != base.num_classes: raise ValueError(f"stage {k} and the base take different label classes")
+            if st.num_classes != base.num_classes:
+                raise ValueError(f"stage {k} and the base take different label classes")
             size = st.config.image_size
         self.base, self.stages = base, list(stages)
 
     @property
-    def image_size(self) -> tuple[int, int]: return (self.stages[-1] if self.stages else self.base).config.image_size
+    def image_size(self) -> tuple[int, int]:
+        return (self.stages[-1] if self.stages else self.base).config.image_size
 
     @property
-    def sizes(self) -> list[tuple[int, int]]: return [m.config.image_size for m in [self.base, *self.stages]]
+    def sizes(self) -> list[tuple[int, int]]:
+        return [m.config.image_size for m in [self.base, *self.stages]]
 
-    def prepare_label(self, label: Tensor) -> Tensor: return self.base.prepare_label(label)
+    def prepare_label(self, label: Tensor) -> Tensor:
+        return self.base.prepare_label(label)
 
     def to(self, device) -> Cascade:
-        self.base.to(device); [st.to(device) for st in self.stages]
+        self.base.to(device)
+        [st.to(device) for st in self.stages]
         return self
 
     def lift(self,
@@ -98,7 +108,8 @@ class Cascade:
         "Stage `k`'s image for `x`: corrupt it to `aug_alpha_bar`, enlarge it, denoise at the stage's size."
         st = self.stages[k]
         aug = st.config.aug_alpha_bar if aug_alpha_bar is None else aug_alpha_bar
-        if not 0 < aug <= 1: raise ValueError(f"aug_alpha_bar must be a noise level in (0, 1] (1 = clean), not {aug}")
+        if not 0 < aug <= 1:
+            raise ValueError(f"aug_alpha_bar must be a noise level in (0, 1] (1 = clean), not {aug}")
         eps = _randn(x.shape, generator, x.device, x.dtype) if aug < 1 else None
         cond = lowres_condition(x.clamp(-1, 1), st.config.image_size, aug, eps)
         return sample(ImageConditioned(st, cond, aug), resize_labels(label, st.config.image_size), generator=generator,
@@ -115,8 +126,10 @@ class Cascade:
                ) -> Tensor | tuple[Tensor, list[Tensor]]:  # (B,3,H,W) at `image_size`, and the list if asked
         "Sample the base model for `label`, then lift the image through every stage."
         label = torch.as_tensor(label)
-        if label.ndim == 2: label = label[None]
-        if label.ndim != 3: raise ValueError(f"label must be a (B, H, W) map of class ids, got shape {tuple(label.shape)}")
+        if label.ndim == 2:
+            label = label[None]
+        if label.ndim != 3:
+            raise ValueError(f"label must be a (B, H, W) map of class ids, got shape {tuple(label.shape)}")
         if aug_alpha_bar is not None and not 0 < aug_alpha_bar <= 1:
             raise ValueError(f"aug_alpha_bar must be a noise level in (0, 1] (1 = clean), not {aug_alpha_bar}")
         x = sample(self.base, resize_labels(label, self.base.config.image_size), generator=generator, progress=progress,
@@ -141,7 +154,8 @@ def chain(models: list[DiffusionModel],  # a base model, then the stages that li
           ) -> DiffusionModel | Cascade:  # the base alone when nothing lifts it, else a `Cascade`
     "The sampler of `models` cut at the one that makes `size`: how `surgdiff sample --size` and bench pick a size."
     sizes = [tuple(m.image_size) for m in models]
-    if size is not None and tuple(size) in sizes: models = models[:sizes.index(tuple(size)) + 1]
+    if size is not None and tuple(size) in sizes:
+        models = models[:sizes.index(tuple(size)) + 1]
     elif size is not None and strict:
         raise ValueError(f"size {size[0]}x{size[1]}: these models make " + ", ".join(f"{h}x{w}" for h, w in sizes))
     return models[0] if len(models) == 1 else Cascade(models[0], list(models[1:]))

@@ -39,7 +39,8 @@ def _size(text: str) -> tuple[int, int]:
         parts = [int(p) for p in text.lower().replace("×", "x").split("x")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 270x480 or 64, not {text!r}") from None
-    if len(parts) == 1: parts *= 2
+    if len(parts) == 1:
+        parts *= 2
     if len(parts) != 2 or min(parts) < 8:
         raise argparse.ArgumentTypeError(f"size must be HxW with both at least 8, not {text!r}")
     return parts[0], parts[1]
@@ -60,7 +61,8 @@ def atomic_output_dir(out: str | Path):
 def cmd_synth(args: argparse.Namespace) -> None:
     "Write a synthetic CaDIS-layout tree and a contact sheet."
     videos = args.videos if args.videos else sorted(v for s in SPLITS.values() for v in s)
-    if args.frames < 1: raise CLIError(f"--frames must be at least 1, not {args.frames}")
+    if args.frames < 1:
+        raise CLIError(f"--frames must be at least 1, not {args.frames}")
     _refuse_if_too_big(64 * args.size[0] * args.size[1], f"--size {args.size[0]}x{args.size[1]}")  # float layers of one scene
     with atomic_output_dir(args.out) as tmp:
         write_synthetic_cadis(tmp, videos, args.frames, args.size, args.seed, progress=not args.quiet)
@@ -75,9 +77,12 @@ def cmd_synth(args: argparse.Namespace) -> None:
 # %% ../nbs/90_cli.ipynb #14664b63
 def _train_config(args: argparse.Namespace):
     src = args.config
-    if src in TRAIN_PRESETS: cfg = TrainConfig.preset(src)
-    elif Path(src).is_file(): cfg = TrainConfig.load(src)
-    else: raise CLIError(f"--config {src!r} is neither a file nor a preset ({', '.join(TRAIN_PRESETS)})")
+    if src in TRAIN_PRESETS:
+        cfg = TrainConfig.preset(src)
+    elif Path(src).is_file():
+        cfg = TrainConfig.load(src)
+    else:
+        raise CLIError(f"--config {src!r} is neither a file nor a preset ({', '.join(TRAIN_PRESETS)})")
     over = {k: v for k, v in dict(data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size,
                                   cond=args.cond, seed=args.seed).items() if v is not None}
     if args.data not in (None, "synthetic") and not Path(args.data).is_dir():
@@ -99,12 +104,15 @@ def bundled_labels() -> list[Path]:
     return sorted((ASSETS / "labels").glob("*.png"))
 
 def _label_files(spec: str | None) -> list[Path]:
-    if spec is None: return bundled_labels()
+    if spec is None:
+        return bundled_labels()
     p = Path(spec)
-    if p.is_file(): return [p]
+    if p.is_file():
+        return [p]
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.suffix.lower() == ".png" and not f.is_dir())  # .PNG too
-        if not files: raise CLIError(f"--labels {p}: no PNG label maps in this folder")
+        if not files:
+            raise CLIError(f"--labels {p}: no PNG label maps in this folder")
         return files
     raise CLIError(f"--labels {p}: no such file or folder")
 
@@ -138,7 +146,8 @@ def _check_labels(files: list[Path], size: tuple[int, int]) -> None:
     resized = {}
     for f in files:
         shape = read_label(f).shape
-        if shape != tuple(size): resized[shape] = resized.get(shape, 0) + 1
+        if shape != tuple(size):
+            resized[shape] = resized.get(shape, 0) + 1
     if resized:  # said even with --quiet: it changes what is generated
         frm = ", ".join(f"{n} from {h}x{w}" for (h, w), n in resized.items())
         aspect = size[1] / size[0]
@@ -164,8 +173,10 @@ def _load_model(args: argparse.Namespace):
             raise CLIError(f"stage {spec} lifts {'x'.join(map(str, st.config.lowres_size or ('?',)))} images but the model "
                            f"before it makes {h}x{w} ones; give --stages none (or --size {h}x{w}) for that model alone")
         models.append(st)
-    try: return chain(models, args.size)
-    except ValueError as e: raise CLIError(f"--{e}") from None
+    try:
+        return chain(models, args.size)
+    except ValueError as e:
+        raise CLIError(f"--{e}") from None
 
 def _sampling_args(args: argparse.Namespace) -> dict:
     "The sampling flags given on the command line (None = the model's recommendation)."
@@ -176,7 +187,8 @@ def generate(model, label: np.ndarray, args: argparse.Namespace, seed: int,
              generator: torch.Generator | None = None) -> np.ndarray:
     """Sample images (uint8 B×H×W×3) for CaDIS label maps `label` (B, H, W) with a model or a `Cascade`, in batches of
     --batch-size; `generator` continues one random stream across calls (how `sample` streams), else `seed` starts one."""
-    if args.batch_size < 1: raise CLIError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be at least 1, not {args.batch_size}")
     out = []
     lab = model.prepare_label(torch.from_numpy(label.astype(np.int64)))
     g = generator if generator is not None else torch.Generator().manual_seed(seed)
@@ -196,10 +208,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
     stems = _output_stems(files, args.labels)
     targets: dict[str, list] = {"contact_sheet.png": ["the contact sheet"]}
     for f, s in zip(files, stems):
-        for name in (f"{s}.png", f"{s}_label.png"): targets.setdefault(name, []).append(f)
+        for name in (f"{s}.png", f"{s}_label.png"):
+            targets.setdefault(name, []).append(f)
     _refuse_clashes(targets)
     model = _load_model(args)
-    if args.batch_size < 1: raise CLIError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be at least 1, not {args.batch_size}")
     _check_labels(files, model.image_size)
     g, sheet = torch.Generator().manual_seed(args.seed), []  # one random stream over the batches: same pixels as in one go
     with atomic_output_dir(args.out) as tmp:
@@ -210,7 +224,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
                 (tmp / s).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(img).save(tmp / f"{s}.png")
                 Image.fromarray(colorize(lab)).save(tmp / f"{s}_label.png")
-                if len(sheet) < SHEET_MAX: sheet.append((img, lab))
+                if len(sheet) < SHEET_MAX:
+                    sheet.append((img, lab))
         Image.fromarray(contact_sheet([a for a, _ in sheet], [b for _, b in sheet], ncols=min(8, len(sheet)))).save(
             tmp / "contact_sheet.png")
     base = model.base if isinstance(model, Cascade) else model
@@ -226,7 +241,8 @@ _CADIS_NAME = __import__("re").compile(r"^Video(\d+)_frame(\d+)$")
 
 def cmd_make_dataset(args: argparse.Namespace) -> None:
     "Write K generated styles per label map as a CaDIS-layout data set."
-    if args.per_label < 1: raise CLIError("--per-label must be at least 1")
+    if args.per_label < 1:
+        raise CLIError("--per-label must be at least 1")
     files = _label_files(args.labels)
     model = _load_model(args)
     H, W = model.image_size
@@ -237,7 +253,8 @@ def cmd_make_dataset(args: argparse.Namespace) -> None:
         video, frame = (int(m[1]), int(m[2]) // 10) if m else (1, i)
         names = [frame_name(video, (frame * args.per_label + k) * 10) for k in range(args.per_label)]
         places.append((video, names))
-        for n in names: targets.setdefault(f"{video_dir(video)}/Images/{n}", []).append(f)
+        for n in names:
+            targets.setdefault(f"{video_dir(video)}/Images/{n}", []).append(f)
     _refuse_clashes(targets)
     _check_labels(files, model.image_size)
     with atomic_output_dir(args.out) as tmp:
@@ -246,7 +263,8 @@ def cmd_make_dataset(args: argparse.Namespace) -> None:
             imgs = generate(model, np.repeat(lab[None], args.per_label, 0), args, args.seed * 1_000_003 + i)
             for name, img in zip(names, imgs):
                 for sub, arr in (("Images", img), ("Labels", lab)):
-                    d = tmp / video_dir(video) / sub; d.mkdir(parents=True, exist_ok=True)
+                    d = tmp / video_dir(video) / sub
+                    d.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(arr).save(d / name)
         written = len(list(tmp.glob("*/Images/*.png")))
     print(f"wrote {written} generated pairs ({args.per_label} per label map) to {args.out} (CaDIS layout)")
@@ -258,7 +276,8 @@ def cmd_train_baseline(args: argparse.Namespace) -> int:
                                   seed=args.seed).items() if v is not None}
     if Path(args.config).suffix == ".json":
         cfg = BaselineConfig.from_dict({**load_json(args.config), **over})
-        if cfg.name != args.name: raise CLIError(f"{args.config} configures {cfg.name!r}, not {args.name!r}")
+        if cfg.name != args.name:
+            raise CLIError(f"{args.config} configures {cfg.name!r}, not {args.name!r}")
     else:
         cfg = baseline_config(args.name, args.config, **over)
     run = train_baseline(cfg, resume=args.resume, progress=not args.quiet)
@@ -274,8 +293,10 @@ def _model_pairs(specs: list[str]) -> dict[str, str]:
     out = {}
     for s in specs:
         name, _, spec = s.partition("=") if "=" in s else (s, "", s)
-        if not name or not spec: raise CLIError(f"--model expects NAME=SPEC, not {s!r}")
-        if name in out: raise CLIError(f"model name {name!r} given twice")
+        if not name or not spec:
+            raise CLIError(f"--model expects NAME=SPEC, not {s!r}")
+        if name in out:
+            raise CLIError(f"model name {name!r} given twice")
         out[name] = spec
     return out
 

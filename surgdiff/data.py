@@ -76,7 +76,8 @@ def check_label_ids(label, what: str = "label") -> None:
     dtype = label.dtype
     integer = (not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool) if is_torch else \
         np.issubdtype(np.asarray(label).dtype, np.integer)
-    if not integer: raise ValueError(f"{what} must hold integer class ids, not {dtype}")
+    if not integer:
+        raise ValueError(f"{what} must hold integer class ids, not {dtype}")
     lab = label if is_torch else np.asarray(label)
     bad = ((lab < 0) | (lab >= NUM_CLASSES)) & (lab != IGNORE)
     if bad.any():
@@ -87,8 +88,10 @@ def remap(label, grouping: str | int | None):
     "Map original CaDIS ids (0..35; 255 = ignore stays 255) to `grouping`'s ids; numpy array or torch tensor."
     key = _grouping_key(grouping)
     check_label_ids(label)
-    if key is None: return label
-    lut = np.full(256, IGNORE, np.uint8); lut[:NUM_CLASSES] = GROUPINGS[key]
+    if key is None:
+        return label
+    lut = np.full(256, IGNORE, np.uint8)
+    lut[:NUM_CLASSES] = GROUPINGS[key]
     if isinstance(label, torch.Tensor):
         return torch.as_tensor(lut, device=label.device)[label.long()].to(label.dtype)
     return lut[np.asarray(label)]
@@ -98,17 +101,22 @@ def colorize(label) -> np.ndarray:
     "RGB uint8 picture of a label map (ids 0..35 by `PALETTE`, 255 = ignore in black)."
     lab = np.asarray(label.cpu() if isinstance(label, torch.Tensor) else label).astype(np.int64)
     bad = np.setdiff1d(np.unique(lab), np.r_[np.arange(NUM_CLASSES), IGNORE])
-    if bad.size: raise ValueError(f"label has ids outside 0..35 and 255: {bad.tolist()[:10]}")
-    lut = np.zeros((256, 3), np.uint8); lut[:NUM_CLASSES] = PALETTE
+    if bad.size:
+        raise ValueError(f"label has ids outside 0..35 and 255: {bad.tolist()[:10]}")
+    lut = np.zeros((256, 3), np.uint8)
+    lut[:NUM_CLASSES] = PALETTE
     return lut[lab]
 
 # %% ../nbs/00_data.ipynb #6b2fe50a
 def from_uint8(images) -> torch.Tensor:
     "uint8 RGB images (B,H,W,3) or (H,W,3), numpy or torch, as float32 (B,3,H,W) in [-1, 1]: x = u8 / 127.5 - 1."
     u8 = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
-    if u8.dtype != torch.uint8: raise ValueError(f"images must be uint8, not {u8.dtype}")
-    if u8.ndim == 3: u8 = u8[None]
-    if u8.ndim != 4 or u8.shape[-1] != 3: raise ValueError(f"uint8 images must be (B,H,W,3) or (H,W,3), got {tuple(u8.shape)}")
+    if u8.dtype != torch.uint8:
+        raise ValueError(f"images must be uint8, not {u8.dtype}")
+    if u8.ndim == 3:
+        u8 = u8[None]
+    if u8.ndim != 4 or u8.shape[-1] != 3:
+        raise ValueError(f"uint8 images must be (B,H,W,3) or (H,W,3), got {tuple(u8.shape)}")
     return u8.permute(0, 3, 1, 2).float() / 127.5 - 1
 
 def as_numpy(images) -> np.ndarray:
@@ -126,22 +134,28 @@ def to_uint8(images, check_range: bool = True) -> np.ndarray:
     the exact inverse of `from_uint8`. `check_range=False` clips any finite float (a noisy x_t) instead of
     refusing values beyond ±1.5 (a 0..255 image passed as float)."""
     if isinstance(images, (list, tuple)):
-        if not images: raise ValueError("no images given (empty list)")
+        if not images:
+            raise ValueError("no images given (empty list)")
         parts = [to_uint8(im, check_range) for im in images]
         sizes = sorted({p.shape[1:3] for p in parts})
-        if len(sizes) > 1: raise ValueError(f"images in the list have different sizes (H, W): {sizes}")
+        if len(sizes) > 1:
+            raise ValueError(f"images in the list have different sizes (H, W): {sizes}")
         return np.concatenate(parts)
     x = as_numpy(images)
-    if x.ndim == 3: x = x[None]
+    if x.ndim == 3:
+        x = x[None]
     if x.ndim != 4:
         raise ValueError(f"images must be uint8 (B,H,W,3) or float (B,3,H,W) in [-1,1], got shape {x.shape}")
     if x.dtype == np.uint8:
-        if x.shape[-1] != 3: raise ValueError(f"uint8 images must be RGB (B,H,W,3), got shape {x.shape}")
+        if x.shape[-1] != 3:
+            raise ValueError(f"uint8 images must be RGB (B,H,W,3), got shape {x.shape}")
         return np.ascontiguousarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"images must be uint8 (B,H,W,3) or float (B,3,H,W) in [-1,1], got dtype {x.dtype}")
-    if x.shape[1] != 3: raise ValueError(f"float images must be (B,3,H,W), got shape {x.shape}")
-    if not np.isfinite(x).all(): raise ValueError("float images contain NaN or inf")
+    if x.shape[1] != 3:
+        raise ValueError(f"float images must be (B,3,H,W), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("float images contain NaN or inf")
     if check_range and x.size and np.abs(x).max() > 1.5:
         raise ValueError(f"float images must lie in [-1,1] (max |value| {np.abs(x).max():.3g}); "
                          "pass uint8 (B,H,W,3) for 0..255 images")
@@ -161,14 +175,17 @@ _THICK = (13, 14, 15)     # handpieces and the lens injector: thick shafts
 
 def _segment(yy: np.ndarray, xx: np.ndarray, p0, p1) -> tuple[np.ndarray, np.ndarray]:
     "Distance of each pixel to the segment p0→p1 (points as (y, x)), and the position along it in [0, 1]."
-    d = np.subtract(p1, p0, dtype=np.float64); n2 = max(float(d @ d), 1e-9)
+    d = np.subtract(p1, p0, dtype=np.float64)
+    n2 = max(float(d @ d), 1e-9)
     u = np.clip(((yy - p0[0]) * d[0] + (xx - p0[1]) * d[1]) / n2, 0, 1)
     return np.hypot(yy - (p0[0] + u * d[0]), xx - (p0[1] + u * d[1])), u
 
 def _border_point(rng: np.random.Generator, side: int, H: int, W: int) -> tuple[float, float]:
     "A point just outside the frame on `side` (0 lower, 1 top, 2 left, 3 right), as (y, x)."
-    if side == 0: return (1.05 * H, W * rng.uniform(0.15, 0.85))
-    if side == 1: return (-0.05 * H, W * rng.uniform(0.15, 0.85))
+    if side == 0:
+        return (1.05 * H, W * rng.uniform(0.15, 0.85))
+    if side == 1:
+        return (-0.05 * H, W * rng.uniform(0.15, 0.85))
     return (H * rng.uniform(0.3, 1.0), -0.05 * W if side == 2 else 1.05 * W)
 
 def _eye(rng: np.random.Generator, H: int, W: int) -> tuple[dict, list[dict]]:
@@ -237,7 +254,8 @@ def _tool_parts(tool: dict) -> tuple[list[tuple], tuple | None]:
     mid = tip + tool["handle_at"] * (end - tip)
     if not tool["forceps"]:
         return [(tuple(tip), tuple(mid), tool["width"])], (tuple(mid), tuple(end), tool["handle_width"])
-    d = end - tip; n = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-9)
+    d = end - tip
+    n = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-9)
     prongs = [(tuple(tip + s * 0.2 * tool["spread"] * n), tuple(mid + s * tool["spread"] * n), 0.7 * tool["width"])
               for s in (-1, 1)]
     return prongs + [(tuple(mid), tuple(end), 1.3 * tool["width"])], None
@@ -254,7 +272,8 @@ def _paint_label(geo: dict, H: int, W: int) -> tuple[np.ndarray, dict]:
     py, px = yy - e["cy"] - e["pupil_dy"], xx - e["cx"] - e["pupil_dx"]
     aux["r"] = np.hypot((yy - e["cy"]) / e["iris_squash"], xx - e["cx"])
     aux["rp"] = np.hypot(py, px) / _pupil_radius(e, geo["hooks"], np.arctan2(py, px))  # < 1 inside the pupil
-    lab[aux["r"] < e["ri"]] = 4; lab[aux["rp"] < 1] = 0                         # iris, pupil
+    lab[aux["r"] < e["ri"]] = 4
+    lab[aux["rp"] < 1] = 0                         # iris, pupil
     if (tp := geo["tape"]) is not None:                                         # tape lies on the skin
         lab[(yy > tp["y0"] + tp["tilt"] * np.abs(xx - W / 2) * H / W) & (lab == 5)] = 1
     for h in geo["hooks"]:
@@ -266,7 +285,8 @@ def _paint_label(geo: dict, H: int, W: int) -> tuple[np.ndarray, dict]:
     for ret in geo["retractors"]:
         pts = ret["pts"]
         dist = np.minimum(_segment(yy, xx, pts[0], pts[1])[0], _segment(yy, xx, pts[1], pts[2])[0])
-        lab[dist < ret["width"] / 2] = 3; aux["retractors"].append((dist, ret["width"]))
+        lab[dist < ret["width"] / 2] = 3
+        aux["retractors"].append((dist, ret["width"]))
     if (h := geo["hand"]) is not None:
         c, s = np.cos(h["rot"]), np.sin(h["rot"])
         u, v = (xx - h["cx"]) * c + (yy - h["cy"]) * s, -(xx - h["cx"]) * s + (yy - h["cy"]) * c
@@ -307,7 +327,8 @@ def _vessels(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.ndarr
 
 def _render(lab: np.ndarray, aux: dict, geo: dict, st: dict, rng: np.random.Generator) -> np.ndarray:
     "Texture each labelled region and apply the scene style; returns uint8 RGB."
-    H, W = lab.shape; yy, xx, e, ph = aux["yy"], aux["xx"], geo["eye"], st["tex_phase"]
+    H, W = lab.shape
+    yy, xx, e, ph = aux["yy"], aux["xx"], geo["eye"], st["tex_phase"]
     u, v = xx / H, yy / H
     # skin: mottled pink, darker at the lid edge, with lashes
     mott = 0.07 * np.sin(u * 9 + ph[0]) * np.sin(v * 7 + ph[1]) + 0.04 * np.sin(u * 23 + v * 5 + ph[2])
@@ -355,7 +376,8 @@ def _render(lab: np.ndarray, aux: dict, geo: dict, st: dict, rng: np.random.Gene
     rr = np.hypot((yy - H / 2) / (H / 2), (xx - W / 2) / (W / 2)) / math.sqrt(2)
     img *= (1 - st["vignette"] * rr ** 2)[..., None]
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-    if st["blur"] > 0.05: out = out.filter(ImageFilter.GaussianBlur(st["blur"] * H / 270))
+    if st["blur"] > 0.05:
+        out = out.filter(ImageFilter.GaussianBlur(st["blur"] * H / 270))
     img = np.asarray(out, np.float64) + rng.normal(0, st["noise"], (H, W, 3))
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
@@ -365,7 +387,8 @@ def synthetic_scene(seed: int,  # fixes the layout: the label map
                     ) -> tuple[np.ndarray, np.ndarray]:  # (uint8 RGB H×W×3 image, uint8 H×W label of CaDIS ids)
     "A procedural top-down cataract scene laid out like a CaDIS frame."
     H, W = size
-    if H < 8 or W < 8: raise ValueError(f"size must be at least 8×8, got {size}")
+    if H < 8 or W < 8:
+        raise ValueError(f"size must be at least 8×8, got {size}")
     geo = _layout(np.random.default_rng([seed, 0]), H, W)
     lab, aux = _paint_label(geo, H, W)
     sseed = seed if style_seed is None else style_seed
@@ -376,11 +399,13 @@ def synthetic_scene(seed: int,  # fixes the layout: the label map
 def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[np.ndarray] | None = None,
                   ncols: int = 4, pad: int = 2) -> np.ndarray:
     "A grid (uint8 RGB) of images, each above its colourised label map when `labels` are given."
-    if len(images) == 0: raise ValueError("contact_sheet needs at least one image")
+    if len(images) == 0:
+        raise ValueError("contact_sheet needs at least one image")
     tiles = [np.asarray(im) if labels is None else np.concatenate([np.asarray(im), colorize(lab)], 0)
              for im, lab in zip(images, labels if labels is not None else images)]
     h, w = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
-    ncols = min(ncols, len(tiles)); nrows = -(-len(tiles) // ncols)
+    ncols = min(ncols, len(tiles))
+    nrows = -(-len(tiles) // ncols)
     sheet = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, 3), 255, np.uint8)
     for k, t in enumerate(tiles):
         r, c = divmod(k, ncols)
@@ -396,8 +421,10 @@ SPLITS: dict[str, list[int]] = {
 LAYOUT_HELP = ("expected the CaDIS layout <root>/VideoNN/Images/VideoN_frameXXXXXX.png with a label of the "
                "same name in <root>/VideoNN/Labels/")
 
-def video_dir(video: int) -> str: return f"Video{video:02d}"
-def frame_name(video: int, frame: int) -> str: return f"Video{video}_frame{frame:06d}.png"
+def video_dir(video: int) -> str:
+    return f"Video{video:02d}"
+def frame_name(video: int, frame: int) -> str:
+    return f"Video{video}_frame{frame:06d}.png"
 
 def write_synthetic_cadis(root: str | Path, videos: Sequence[int] = tuple(range(1, 26)), frames_per_video: int = 4,
                           size: tuple[int, int] = (270, 480), seed: int = 0, progress: bool = False) -> Path:
@@ -406,10 +433,12 @@ def write_synthetic_cadis(root: str | Path, videos: Sequence[int] = tuple(range(
     root = Path(root)
     jobs = [(v, 10 * f) for v in videos for f in range(frames_per_video)]
     for v, f in tqdm(jobs, desc="synthetic CaDIS", disable=not progress):
-        if not 1 <= v <= 99: raise ValueError(f"video numbers must be 1..99, got {v}")
+        if not 1 <= v <= 99:
+            raise ValueError(f"video numbers must be 1..99, got {v}")
         img, lab = synthetic_scene(seed * 1_000_003 + v * 10_007 + f, size)
         for sub, arr in (("Images", img), ("Labels", lab)):
-            d = root / video_dir(v) / sub; d.mkdir(parents=True, exist_ok=True)
+            d = root / video_dir(v) / sub
+            d.mkdir(parents=True, exist_ok=True)
             Image.fromarray(arr).save(d / frame_name(v, f))
     return root
 
@@ -423,7 +452,9 @@ def read_label(path: str | Path) -> np.ndarray:
     path = _regular_file(path, "label")
     try:
         with Image.open(path) as im:
-            im.load(); mode, fmt = im.mode, im.format; arr = np.asarray(im)
+            im.load()
+            mode, fmt = im.mode, im.format
+            arr = np.asarray(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read label file {path}: {err}") from None
     if fmt == "PNG" and _png_bit_depth(path) == 16 and mode not in ("I", "I;16"):
@@ -460,17 +491,20 @@ def read_image(path: str | Path) -> np.ndarray:
 def _regular_file(path: str | Path, what: str) -> Path:
     "`path` if it is a regular file (a FIFO or a device would block or never end), else a ValueError naming it."
     path = Path(path)
-    if not path.is_file(): raise ValueError(f"{what} file {path} is missing or not a regular file")
+    if not path.is_file():
+        raise ValueError(f"{what} file {path} is missing or not a regular file")
     return path
 
 def _png_bit_depth(path: Path) -> int:
     "The bit depth a PNG's header declares (byte 24: after the 8-byte signature and the IHDR chunk's start)."
-    with open(path, "rb") as f: head = f.read(26)
+    with open(path, "rb") as f:
+        head = f.read(26)
     return head[24] if len(head) == 26 else 8
 
 def resize_pair(img: np.ndarray, lab: np.ndarray, size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
     "Resize an image (area when shrinking, bilinear when enlarging) and its label (nearest) to `size`=(H, W)."
-    if size is None or tuple(size) == img.shape[:2]: return img, lab
+    if size is None or tuple(size) == img.shape[:2]:
+        return img, lab
     H, W = size
     method = Image.BOX if H <= img.shape[0] and W <= img.shape[1] else Image.BILINEAR
     img = np.asarray(Image.fromarray(img).resize((W, H), method))
@@ -488,8 +522,10 @@ class CaDISDataset(Dataset):
                  size: tuple[int, int] | None = (270, 480)):  # (H, W) to resize to (None: as stored, 540×960)
         self.root, self.split, self.size = Path(root), split, None if size is None else tuple(size)
         self.grouping = _grouping_key(grouping)
-        if split not in SPLITS: raise ValueError(f"split must be one of {list(SPLITS)}, not {split!r}")
-        if not self.root.is_dir(): raise FileNotFoundError(f"CaDIS root {self.root} does not exist; {LAYOUT_HELP}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}, not {split!r}")
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"CaDIS root {self.root} does not exist; {LAYOUT_HELP}")
         self.videos = list(SPLITS[split] if videos is None else videos)
         present = [v for v in self.videos if (self.root / video_dir(v)).is_dir()]
         if not present:
@@ -499,7 +535,8 @@ class CaDISDataset(Dataset):
         self.items: list[tuple[Path, Path]] = []
         for v in present:
             self.items += self._pairs(v)
-        if not self.items: raise FileNotFoundError(f"no images found under {self.root} for split {split!r}; {LAYOUT_HELP}")
+        if not self.items:
+            raise FileNotFoundError(f"no images found under {self.root} for split {split!r}; {LAYOUT_HELP}")
 
     def _pairs(self, video: int) -> list[tuple[Path, Path]]:
         "The (image, label) paths of one video, checked to pair up by name."
@@ -507,16 +544,21 @@ class CaDISDataset(Dataset):
         imgs = {p.name: p for p in sorted((d / "Images").glob("*.png"))}
         labs = {p.name: p for p in sorted((d / "Labels").glob("*.png"))}
         for name, p in imgs.items():
-            if name not in labs: raise FileNotFoundError(f"image {p} has no label {d / 'Labels' / name}")
+            if name not in labs:
+                raise FileNotFoundError(f"image {p} has no label {d / 'Labels' / name}")
         for name, p in labs.items():
-            if name not in imgs: raise FileNotFoundError(f"label {p} has no image {d / 'Images' / name}")
+            if name not in imgs:
+                raise FileNotFoundError(f"label {p} has no image {d / 'Images' / name}")
         return [(imgs[n], labs[n]) for n in sorted(imgs, key=lambda n: (len(n), n))]
 
     @property
-    def num_classes(self) -> int: return num_classes(self.grouping)
+    def num_classes(self) -> int:
+        return num_classes(self.grouping)
     @property
-    def class_names(self) -> list[str]: return GROUP_CLASS_NAMES[self.grouping]
-    def __len__(self) -> int: return len(self.items)
+    def class_names(self) -> list[str]:
+        return GROUP_CLASS_NAMES[self.grouping]
+    def __len__(self) -> int:
+        return len(self.items)
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         "Pair `i` as uint8 numpy arrays (image H×W×3, label H×W with the grouping applied), resized."
@@ -535,7 +577,8 @@ class CaDISDataset(Dataset):
     def validate(self, progress: bool = True) -> None:
         "Read every pair once, so a broken file is found now and not hours into training."
         from tqdm.auto import tqdm
-        for i in tqdm(range(len(self)), desc="checking CaDIS files", disable=not progress): self.load(i)
+        for i in tqdm(range(len(self)), desc="checking CaDIS files", disable=not progress):
+            self.load(i)
 
     def __repr__(self) -> str:
         return (f"CaDISDataset({str(self.root)!r}, split={self.split!r}, {len(self)} frames from "
@@ -548,9 +591,11 @@ def layout_statistics(labels: Sequence[np.ndarray]) -> dict:
     "Layout statistics of label maps of CaDIS ids (any sizes): means over frames, and the per-frame values."
     rows = []
     for lab in labels:
-        lab = np.asarray(lab); H, W = lab.shape
+        lab = np.asarray(lab)
+        H, W = lab.shape
         frac = np.bincount(lab.ravel().astype(np.int64), minlength=256)[:NUM_CLASSES] / lab.size
-        pupil = lab == 0; eye = pupil | (lab == 4)
+        pupil = lab == 0
+        eye = pupil | (lab == 4)
         ys, xs = np.nonzero(pupil)
         inst = np.isin(lab, INSTRUMENT_IDS)
         rows.append(dict(class_fraction=frac, class_presence=frac > 0,
@@ -559,7 +604,8 @@ def layout_statistics(labels: Sequence[np.ndarray]) -> dict:
                          iris_at_border=bool(eye[0].any() or eye[-1].any() or eye[:, 0].any() or eye[:, -1].any()),
                          instruments=int(np.isin(INSTRUMENT_IDS, lab).sum()),
                          instrument_border=np.array([inst[-1].any(), inst[0].any(), inst[:, 0].any(), inst[:, -1].any()])))
-    if not rows: raise ValueError("layout_statistics needs at least one label map")
+    if not rows:
+        raise ValueError("layout_statistics needs at least one label map")
     per_frame = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     out = {k: np.nanmean(v, 0) for k, v in per_frame.items()}
     out.update({f"{k}_sd": float(np.nanstd(per_frame[k])) for k in ("pupil_cx", "pupil_cy", "pupil_radius", "iris_radius")})

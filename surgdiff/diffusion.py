@@ -30,19 +30,24 @@ class NoiseSchedule:
         self._alpha_bar = torch.cumprod(1.0 - self.betas, 0)  # computed once: samplers read it every step
 
     @property
-    def T(self) -> int: return len(self.betas)
+    def T(self) -> int:
+        return len(self.betas)
     @property
-    def alphas(self) -> Tensor: return 1.0 - self.betas
+    def alphas(self) -> Tensor:
+        return 1.0 - self.betas
     @property
-    def alpha_bar(self) -> Tensor: return self._alpha_bar
+    def alpha_bar(self) -> Tensor:
+        return self._alpha_bar
     @property
     def alpha_bar_prev(self) -> Tensor:
         "ᾱ one step earlier; 1 before the first step (the clean image)."
         return torch.cat([self.alpha_bar.new_ones(1), self.alpha_bar[:-1]])
     @property
-    def snr(self) -> Tensor: return self.alpha_bar / (1 - self.alpha_bar)
+    def snr(self) -> Tensor:
+        return self.alpha_bar / (1 - self.alpha_bar)
     @property
-    def log_snr(self) -> Tensor: return torch.log(self.snr)
+    def log_snr(self) -> Tensor:
+        return torch.log(self.snr)
 
     @classmethod
     def linear(cls, T: int = 2000, beta_start: float = 1e-6, beta_end: float = 1e-2) -> NoiseSchedule:
@@ -154,20 +159,26 @@ class Trajectory:
     x0: list[Tensor] = field(default_factory=list)
 
     def add(self, t: int, alpha_bar: float, x_t: Tensor, x0: Tensor):
-        self.t.append(int(t)); self.alpha_bar.append(float(alpha_bar))
-        self.x_t.append(x_t.detach().float().cpu()); self.x0.append(x0.detach().float().cpu())
+        self.t.append(int(t))
+        self.alpha_bar.append(float(alpha_bar))
+        self.x_t.append(x_t.detach().float().cpu())
+        self.x0.append(x0.detach().float().cpu())
 
-    def __len__(self): return len(self.t)
+    def __len__(self):
+        return len(self.t)
 
 def ddpm_step(schedule: NoiseSchedule, x_t: Tensor, model_output: Tensor, t: int, noise: Tensor | None = None,
               prediction: str = "eps", variance: str = "fixed_small", clip: float | None = None) -> tuple[Tensor, Tensor]:
     "One ancestral step from index `t` to `t-1`. Returns `(x_prev, x0_pred)`."
     ab = float(schedule.alpha_bar[t])
     x0, _ = predict_x0_eps(x_t, model_output, ab, prediction)
-    if clip is not None: x0 = x0.clamp(-clip, clip)
+    if clip is not None:
+        x0 = x0.clamp(-clip, clip)
     mean, var = posterior_mean_variance(schedule, x_t, x0, t, variance)
-    if t == 0 or var == 0: return mean, x0
-    if noise is None: noise = torch.randn_like(x_t)
+    if t == 0 or var == 0:
+        return mean, x0
+    if noise is None:
+        noise = torch.randn_like(x_t)
     return mean + math.sqrt(var) * noise, x0
 
 def ddpm_sample(model: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule, label: Tensor | None = None,
@@ -183,7 +194,8 @@ def ddpm_sample(model: Denoiser, shape: tuple[int, ...], schedule: NoiseSchedule
             out = model(x, ab, label)
         noise = torch.randn(shape, generator=generator).to(device) if t > 0 else None
         x_prev, x0 = ddpm_step(schedule, x, out, t, noise, prediction, variance, clip)
-        if return_trajectory: traj.add(t, ab[0], x, x0)
+        if return_trajectory:
+            traj.add(t, ab[0], x, x0)
         x = x_prev
     return (x, traj) if return_trajectory else x
 

@@ -38,7 +38,8 @@ def batch_indices(step: int, n: int, batch: int, seed: int, rank: int = 0, world
     out, perms = [], {}
     for j in range(rank, total, world):
         epoch, k = divmod(step * total + j, n)
-        if epoch not in perms: perms[epoch] = _epoch_perm(n, seed, epoch)
+        if epoch not in perms:
+            perms[epoch] = _epoch_perm(n, seed, epoch)
         out.append(int(perms[epoch][k]))
     return out
 
@@ -50,7 +51,8 @@ def step_seed(seed: int, step: int, rank: int, stream: int) -> int:
 def torch_threads(n: int | None):
     "Run the block with `n` torch CPU threads (None: as they are), then put the previous count back."
     before = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
+    if n:
+        torch.set_num_threads(n)
     try:
         yield
     finally:
@@ -103,23 +105,31 @@ class Callback:
     order decide whether the next step is taken (they may set `state.stop`); the `before_step` of the others runs only
     for a step that is taken."""
     order = 0
-    def before_fit(self, state: FitState) -> None: pass
-    def before_step(self, state: FitState) -> None: pass
-    def after_step(self, state: FitState) -> None: pass
-    def after_fit(self, state: FitState) -> None: pass
+    def before_fit(self, state: FitState) -> None:
+        pass
+    def before_step(self, state: FitState) -> None:
+        pass
+    def after_step(self, state: FitState) -> None:
+        pass
+    def after_fit(self, state: FitState) -> None:
+        pass
 
 # %% ../nbs/06_fit.ipynb #57cade55
 def _batch_len(batch: Any) -> int:
     "Items in a batch: a tensor, or a tuple/list/dict whose first entry is one."
-    if isinstance(batch, dict): batch = next(iter(batch.values()))
-    elif isinstance(batch, (tuple, list)): batch = batch[0]
+    if isinstance(batch, dict):
+        batch = next(iter(batch.values()))
+    elif isinstance(batch, (tuple, list)):
+        batch = batch[0]
     return len(batch)
 
 def _check_finite(state: FitState) -> None:
     bad = {k: v for k, v in state.logs.items() if not math.isfinite(v)}
-    if not bad: return
+    if not bad:
+        return
     what = f"{next(iter(bad))} became {next(iter(bad.values()))}" if len(state.logs) == 1 else f"losses became {state.logs}"
-    if state.run is not None: raise TrainingDiverged(diverged_message(state.run, what, state.step))
+    if state.run is not None:
+        raise TrainingDiverged(diverged_message(state.run, what, state.step))
     raise TrainingDiverged(f"{what} at step {state.step}; training stopped")
 
 def fit(
@@ -143,14 +153,17 @@ def fit(
                      rank=rank, world=world)
     state.bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc, disable=not (progress and rank == 0))
     try:
-        for cb in cbs: cb.before_fit(state)
+        for cb in cbs:
+            cb.before_fit(state)
         state.started = time.perf_counter()
         for step in state.bar:
             state.step = step
             for cb in cbs:
-                if cb.order >= 0 and state.stop: break  # the step is not taken: no learning rate etc. is set for it
+                if cb.order >= 0 and state.stop:
+                    break  # the step is not taken: no learning rate etc. is set for it
                 cb.before_step(state)
-            if state.stop: break
+            if state.stop:
+                break
             generator = None
             if seed is not None:
                 generator = torch.Generator().manual_seed(step_seed(seed, step, rank, 0))
@@ -161,7 +174,8 @@ def fit(
                           for k, v in task.train_step(batch, opts, generator).items()}
             _check_finite(state)
             state.done, state.seen = step + 1, state.seen + state.batch_size
-            for cb in cbs: cb.after_step(state)
+            for cb in cbs:
+                cb.after_step(state)
         state.interrupted = state.stop and state.done < steps
     except BaseException:
         state.failed = True
@@ -174,7 +188,8 @@ def fit(
                 cb.after_fit(state)
             except BaseException as err:
                 errors.append(err)
-        if errors and not state.failed: raise errors[0]
+        if errors and not state.failed:
+            raise errors[0]
     return state
 
 # %% ../nbs/06_fit.ipynb #11e48363
@@ -184,9 +199,11 @@ def _every(state: FitState, n: int) -> bool:
 class Recorder(Callback):
     "Append `{step, logged values, lr, images_per_s, steps_per_s}` to the history every `log_every` steps."
     order = 10
-    def __init__(self, log_every: int = 10): self.log_every = log_every
+    def __init__(self, log_every: int = 10):
+        self.log_every = log_every
     def after_step(self, state: FitState) -> None:
-        if not _every(state, self.log_every): return
+        if not _every(state, self.log_every):
+            return
         dt = time.perf_counter() - state.started
         lr = next(iter(state.opts.values())).param_groups[0]["lr"] if state.opts else float("nan")
         rate = state.seen / dt
@@ -197,44 +214,55 @@ class Recorder(Callback):
 class LRSchedule(Callback):
     "Before each step set each optimizer's learning rate to `base[name] * factor(step)`."
     order = 0
-    def __init__(self, base: dict[str, float], factor: Callable[[int], float]): self.base, self.factor = base, factor
+    def __init__(self, base: dict[str, float], factor: Callable[[int], float]):
+        self.base, self.factor = base, factor
     def before_fit(self, state: FitState) -> None:
         missing = sorted(set(state.opts) - set(self.base))
-        if missing: raise ValueError(f"LRSchedule has no base learning rate for optimizer(s) {missing}")
+        if missing:
+            raise ValueError(f"LRSchedule has no base learning rate for optimizer(s) {missing}")
     def before_step(self, state: FitState) -> None:
         f = self.factor(state.step)
         for name, opt in state.opts.items():
-            for group in opt.param_groups: group["lr"] = self.base[name] * f
+            for group in opt.param_groups:
+                group["lr"] = self.base[name] * f
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     "θ_ema ← decay·θ_ema + (1-decay)·θ for parameters; buffers are copied."
-    for e, p in zip(ema.parameters(), model.parameters()): e.lerp_(p.detach(), 1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers()): e.copy_(b)
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
 
 class EMA(Callback):
     "After each step move `ema` towards `model` with `decay(step)`."
     order = 5
     def __init__(self, ema: nn.Module, model: nn.Module, decay: Callable[[int], float]):
         self.ema, self.model, self.decay = ema, model, decay
-    def after_step(self, state: FitState) -> None: ema_update(self.ema, self.model, self.decay(state.step))
+    def after_step(self, state: FitState) -> None:
+        ema_update(self.ema, self.model, self.decay(state.step))
 
 class Monitor(Callback):
     "Call `fn(state)` every `every` steps (and at the last step) on rank 0: sample grids, loss curves."
     order = 20
-    def __init__(self, every: int, fn: Callable[[FitState], None]): self.every, self.fn = every, fn
+    def __init__(self, every: int, fn: Callable[[FitState], None]):
+        self.every, self.fn = every, fn
     def after_step(self, state: FitState) -> None:
-        if state.rank == 0 and _every(state, self.every): self.fn(state)
+        if state.rank == 0 and _every(state, self.every):
+            self.fn(state)
 
 class Checkpoint(Callback):
     "Save the task's parts and optimizers every `every` steps, at the end, and when the run is interrupted."
     order = 30
-    def __init__(self, every: int, keep: int = 2): self.every, self.keep = every, keep
+    def __init__(self, every: int, keep: int = 2):
+        self.every, self.keep = every, keep
     def before_fit(self, state: FitState) -> None:
-        if state.run is None: raise ValueError("the Checkpoint callback needs a run folder: fit(..., run=FOLDER)")
+        if state.run is None:
+            raise ValueError("the Checkpoint callback needs a run folder: fit(..., run=FOLDER)")
         self.made = Path(state.run).is_dir()  # a new folder appears with the first checkpoint
     def save(self, state: FitState) -> Path | None:
-        if state.rank != 0: return None
+        if state.rank != 0:
+            return None
         if self.made and not Path(state.run).is_dir():  # deleted under us: saving would make a new, partial run folder
             raise CheckpointError(f"run folder {state.run} was removed during training; stopped at step {state.done} "
                                   "without saving")
@@ -242,9 +270,11 @@ class Checkpoint(Callback):
         self.made = True
         return ck
     def after_step(self, state: FitState) -> None:
-        if not _every(state, self.every): return
+        if not _every(state, self.every):
+            return
         self.save(state)
-        if state.world > 1: dist.barrier()
+        if state.world > 1:
+            dist.barrier()
     def after_fit(self, state: FitState) -> None:
         if state.interrupted and not state.failed and state.rank == 0:
             self.save(state)
@@ -256,23 +286,29 @@ class Interrupt(Callback):
     boundary, where `Checkpoint` saves; a second one interrupts at once."""
     order = -30
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
-    def __init__(self): self.requested, self._old = False, {}
+    def __init__(self):
+        self.requested, self._old = False, {}
     def _handler(self, signum, frame):
-        if self.requested: raise KeyboardInterrupt
+        if self.requested:
+            raise KeyboardInterrupt
         self.requested = True
     def before_fit(self, state: FitState) -> None:
         self.requested = False
         if threading.current_thread() is threading.main_thread():
             self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
-    def before_step(self, state: FitState) -> None: state.stop = state.stop or self.requested
+    def before_step(self, state: FitState) -> None:
+        state.stop = state.stop or self.requested
     def after_fit(self, state: FitState) -> None:
-        for s, old in self._old.items(): signal.signal(s, old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
         self._old = {}
 
 class SyncStop(Callback):
     "Under DDP: stop every rank when any one asked to (a max all-reduce of the stop flag before each step)."
     order = -20
-    def __init__(self, device: torch.device): self.device = device
+    def __init__(self, device: torch.device):
+        self.device = device
     def before_step(self, state: FitState) -> None:
         flag = torch.tensor([float(state.stop)], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX); state.stop = bool(flag.item())
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        state.stop = bool(flag.item())

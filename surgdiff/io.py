@@ -37,20 +37,24 @@ __all__ = ['PARTIAL_LOCK', 'FOLDER_KEYS', 'RESUME_SAFE', 'CheckpointError', 'ato
 class CheckpointError(ValueError):
     "A checkpoint file or folder is missing, truncated, corrupted or does not match its config."
 
-_UMASK = os.umask(0); os.umask(_UMASK)  # read once: setting it to read it is not thread-safe
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: setting it to read it is not thread-safe
 
 def _atomic_write(path: Path, write) -> None:
     "Call `write(tmp_path)` and rename the result over `path` (atomic within a folder)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)  # some writers (safetensors) replace the file, so its mode is set after they are done
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a shared model folder must be readable like any file
-        with open(tmp, "rb") as f: os.fsync(f.fileno())
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp): os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 PARTIAL_LOCK = ".partial.lock"  #: inside a partial folder: flock-held by its writer for as long as it lives
 _HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)  # what flock(LOCK_NB) says when another process holds the lock
@@ -62,7 +66,8 @@ def _lock(f, blocking: bool = False) -> bool:
         fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         return True
     except OSError as err:
-        if err.errno in _HELD: return False
+        if err.errno in _HELD:
+            return False
         warnings.warn(f"cannot lock {f.name} ({os.strerror(err.errno)}): this filesystem has no flock, so two "
                       "writers on one folder are not kept apart")
         return True
@@ -84,9 +89,11 @@ def _writer_is_gone(partial: Path) -> bool:
 def atomic_dir(final: str | Path, replace: bool = False):
     """Yield a temporary folder beside `final` that is renamed to `final` only if the block finishes (else removed).
     Partial folders left by killed writers are removed; a live writer's never is (it holds a lock, not a PID check)."""
-    final = Path(final); final.parent.mkdir(parents=True, exist_ok=True)
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
     for stale in final.parent.glob(".*.partial-*"):
-        if stale.is_dir() and _writer_is_gone(stale): shutil.rmtree(stale, ignore_errors=True)
+        if stale.is_dir() and _writer_is_gone(stale):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
     lock = None
     try:
@@ -102,8 +109,10 @@ def atomic_dir(final: str | Path, replace: bool = False):
         os.unlink(tmp / PARTIAL_LOCK)  # still held until closed: a cleaner that opened it first sees it locked
         os.replace(tmp, final)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
-        if lock is not None: lock.close()
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if lock is not None:
+            lock.close()
 
 class FolderInUse(RuntimeError):
     "Another process is writing to this run or output folder."
@@ -115,14 +124,20 @@ def folder_lock(folder: str | Path,  # a run or output folder (it need not exist
     is `.NAME.lock` beside the folder (flock: holds across processes and containers on one machine, and on network
     filesystems that support flock); it is released however the holder ends, even killed."""
     if not enabled:
-        yield; return
-    folder = Path(folder); folder.parent.mkdir(parents=True, exist_ok=True)
+        yield
+        return
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     f = open(folder.parent / f".{folder.name}.lock", "a+")
     if not _lock(f):
-        f.seek(0); holder = f.read().strip() or "another process"; f.close()  # written by the live holder
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()  # written by the live holder
         raise FolderInUse(f"{folder} is being written by {holder}; wait for it to finish or choose another folder")
     try:
-        f.seek(0); f.truncate(); f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
         f.flush()
         yield
     finally:
@@ -136,7 +151,8 @@ def save_json(path: str | Path, obj: Any) -> None:
 def load_json(path: str | Path) -> Any:
     "Read a JSON file, with an error that names the file if it is missing or malformed."
     path = Path(path)
-    if not path.is_file(): raise CheckpointError(f"missing file {path}")
+    if not path.is_file():
+        raise CheckpointError(f"missing file {path}")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -146,7 +162,8 @@ def file_hash(path: str | Path, algorithm: str = "sha256") -> str:
     "The hash (`hashlib` algorithm, SHA-256 by default) of a file's bytes, lower-case hex."
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
     return h.hexdigest()
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
@@ -154,8 +171,10 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     digest = {}
     def write(tmp):
-        try: save_file(tensors, tmp, metadata=metadata)
-        except SafetensorError as err: raise OSError(f"could not write {path}: {err}") from None
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except SafetensorError as err:
+            raise OSError(f"could not write {path}: {err}") from None
         digest["sha256"] = file_hash(tmp)
     _atomic_write(Path(path), write)
     return digest["sha256"]
@@ -163,7 +182,8 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 def load_tensors(path: str | Path, device: str | torch.device = "cpu", sha256: str | None = None) -> dict[str, torch.Tensor]:
     "Read a safetensors file; a missing, damaged, or (given `sha256`) altered file raises `CheckpointError` naming it."
     path = Path(path)
-    if not path.is_file(): raise CheckpointError(f"missing file {path}")
+    if not path.is_file():
+        raise CheckpointError(f"missing file {path}")
     if sha256 is not None and file_hash(path) != sha256:
         raise CheckpointError(f"{path} does not match the SHA-256 recorded when it was saved (corrupted or replaced)")
     try:
@@ -188,7 +208,8 @@ FOLDER_KEYS = ("kind", "weights_sha256")  # what a model folder's config.json ho
 def save_model_folder(folder: str | Path, model: torch.nn.Module, config: dict, kind: str,
                       weights_name: str = "model.safetensors") -> Path:
     "Write the model's weights and `config.json` (with `kind` and the weights' SHA-256) into `folder`, each atomically."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     sha = save_tensors(folder / weights_name, model.state_dict())
     save_json(folder / "config.json", {**config, "kind": kind, "weights_sha256": sha})
     return folder
@@ -203,9 +224,11 @@ def load_state(model: torch.nn.Module, path: str | Path, sha256: str | None = No
 def read_config(folder: str | Path, kind: str | None = None) -> dict:
     "Read `folder/config.json`, checking its `kind` when given."
     folder = Path(folder)
-    if not folder.is_dir(): raise CheckpointError(f"model folder {folder} does not exist")
+    if not folder.is_dir():
+        raise CheckpointError(f"model folder {folder} does not exist")
     cfg = load_json(folder / "config.json")
-    if not isinstance(cfg, dict): raise CheckpointError(f"{folder / 'config.json'} must hold a JSON object, not {type(cfg).__name__}")
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{folder / 'config.json'} must hold a JSON object, not {type(cfg).__name__}")
     if kind is not None and cfg.get("kind") != kind:
         raise CheckpointError(f"{folder / 'config.json'} describes a {cfg.get('kind')!r}, not a {kind!r}")
     return cfg
@@ -228,9 +251,11 @@ class Config:
             raise ValueError(f"a {cls.__name__} must be a JSON object (a dict), not {type(d).__name__}")
         d = {k: v for k, v in d.items() if k not in FOLDER_KEYS}
         for old, new in cls.RENAMED.items():
-            if old in d and new not in d: d[new] = d.pop(old)
+            if old in d and new not in d:
+                d[new] = d.pop(old)
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown: raise ValueError(f"unknown {cls.__name__} fields: {unknown}")
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {unknown}")
         return cls(**d)
 
     def to_json(self) -> str:
@@ -253,7 +278,8 @@ class Config:
         try:
             return cls.from_dict(load_json(path))
         except (TypeError, ValueError) as err:
-            if isinstance(err, CheckpointError): raise
+            if isinstance(err, CheckpointError):
+                raise
             raise ValueError(f"{path}: {err}") from None
 
     @classmethod
@@ -305,9 +331,11 @@ def load_training_state(ck: str | Path, modules: dict[str, nn.Module],
     ck = Path(ck)
     state = load_json(ck / "state.json")
     sha = state.get("sha256", {})  # checkpoints written before hashes were recorded have none
-    for name, module in modules.items(): load_state(module, ck / f"{name}.safetensors", sha.get(f"{name}.safetensors"))
+    for name, module in modules.items():
+        load_state(module, ck / f"{name}.safetensors", sha.get(f"{name}.safetensors"))
     for name, opt in (optimizers or {}).items():
-        if name not in state: raise CheckpointError(f"{ck / 'state.json'} has no state for optimizer {name!r}")
+        if name not in state:
+            raise CheckpointError(f"{ck / 'state.json'} has no state for optimizer {name!r}")
         tensors = load_tensors(ck / f"{name}.safetensors", sha256=sha.get(f"{name}.safetensors"))
         opt.load_state_dict(_optimizer_state(tensors, state[name]))
     return state
@@ -341,7 +369,8 @@ def resume_changes(run: str | Path, config: dict, safe: Sequence[str] = RESUME_S
     "`{field: [recorded, new]}` for a resumed run; a change outside `safe` is refused, naming the fields."
     recorded = load_json(Path(run) / "config.json")
     new = json.loads(json.dumps(config))  # tuples -> lists, as recorded
-    if not isinstance(recorded, dict): raise CheckpointError(f"{Path(run) / 'config.json'} must hold a JSON object")
+    if not isinstance(recorded, dict):
+        raise CheckpointError(f"{Path(run) / 'config.json'} must hold a JSON object")
     changes = {k: [recorded.get(k), new.get(k)] for k in sorted(set(recorded) | set(new)) if recorded.get(k) != new.get(k)}
     unsafe = [k for k in changes if k not in safe]
     if unsafe:
@@ -385,5 +414,6 @@ def latest_checkpoint(run: str | Path) -> Path:
     if not (isinstance(info, dict) and isinstance(info.get("checkpoint"), str) and re.fullmatch(r"step_\d+", info["checkpoint"])):
         raise CheckpointError(f"{run / 'latest.json'} does not name a checkpoint folder of its run (damaged?): {str(info)[:80]}")
     ck = run / "checkpoints" / info["checkpoint"]
-    if not ck.is_dir(): raise CheckpointError(f"{run / 'latest.json'} points at {ck}, which does not exist")
+    if not ck.is_dir():
+        raise CheckpointError(f"{run / 'latest.json'} points at {ck}, which does not exist")
     return ck

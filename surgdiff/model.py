@@ -39,7 +39,8 @@ class DiffusionConfig(Config):
 
     def __post_init__(self):
         self.image_size = tuple(self.image_size)
-        if self.lowres_size is not None: self.lowres_size = tuple(self.lowres_size)
+        if self.lowres_size is not None:
+            self.lowres_size = tuple(self.lowres_size)
         for name, size in [("image_size", self.image_size), ("lowres_size", self.lowres_size or (8, 8))]:
             if (len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or not 8 <= s <= 8192 for s in size)
                     or size[0] * size[1] > 2 ** 24):  # checked before anything is built or sampled
@@ -48,7 +49,8 @@ class DiffusionConfig(Config):
             raise ValueError(f"aug_alpha_bar must be a noise level in (0, 1], not {self.aug_alpha_bar!r}")
         sampling_settings(None, **self.sampling)  # validates the names
         self.unet = json.loads(json.dumps(self.unet))  # tuples -> lists, as after a JSON round trip
-        if self.prediction not in ("eps", "v", "x0"): raise ValueError(f"prediction must be eps, v or x0, not {self.prediction!r}")
+        if self.prediction not in ("eps", "v", "x0"):
+            raise ValueError(f"prediction must be eps, v or x0, not {self.prediction!r}")
         NoiseSchedule.from_name(self.schedule)  # validates the name
         unet = UNetConfig.from_dict(self.unet)
         if (self.lowres_size is None) != (unet.image_channels == 0):
@@ -57,7 +59,8 @@ class DiffusionConfig(Config):
             raise ValueError(f"the U-Net takes {unet.num_classes} classes but grouping {self.grouping!r} has "
                              f"{num_classes(self.grouping)}")
 
-    def to_dict(self) -> dict: return {"kind": MODEL_KIND, **asdict(self)}  # a model folder's config.json names its kind
+    def to_dict(self) -> dict:
+        return {"kind": MODEL_KIND, **asdict(self)}  # a model folder's config.json names its kind
 
 class DiffusionModel(nn.Module):
     "An `SR3UNet` with its schedule and prediction kind: `model(x_t, alpha_bar, label[, lowres, aug_alpha_bar]) -> prediction`."
@@ -70,17 +73,20 @@ class DiffusionModel(nn.Module):
         self.sampling = dict(config.sampling)  # what `sample` uses for settings left at None
 
     @property
-    def num_classes(self) -> int: return self.unet.config.num_classes
+    def num_classes(self) -> int:
+        return self.unet.config.num_classes
 
     def prepare_label(self, label: Tensor) -> Tensor:
         "Map original CaDIS ids (0..35, 255 = ignore) to this model's grouping."
         return label if self.config.grouping is None else remap(label, self.config.grouping)
 
     @property
-    def image_size(self) -> tuple[int, int]: return tuple(self.config.image_size)  # (H, W) of what it draws
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.config.image_size)  # (H, W) of what it draws
 
     @property
-    def is_stage(self) -> bool: return self.config.lowres_size is not None  # a super-resolution stage (05b_cascade)
+    def is_stage(self) -> bool:
+        return self.config.lowres_size is not None  # a super-resolution stage (05b_cascade)
 
     def forward(self, x_t: Tensor, alpha_bar: Tensor, label: Tensor | None = None, lowres: Tensor | None = None,
                 aug_alpha_bar: Tensor | float | None = None) -> Tensor:

@@ -50,7 +50,8 @@ LEVEL_SPACINGS = SPACINGS + ("logsnr",)
 
 def step_levels(schedule: NoiseSchedule, steps: int, spacing: str = "trailing") -> tuple[Tensor, Tensor, Tensor]:
     "`(t, alpha_bar_t, alpha_bar_prev)`: each step's index, its noise level and where it lands (1 = clean at the end)."
-    if spacing not in LEVEL_SPACINGS: raise ValueError(f"spacing must be one of {LEVEL_SPACINGS}, not {spacing!r}")
+    if spacing not in LEVEL_SPACINGS:
+        raise ValueError(f"spacing must be one of {LEVEL_SPACINGS}, not {spacing!r}")
     if spacing != "logsnr":
         t = timesteps(schedule.T, steps, spacing)
         ab = schedule.alpha_bar[t]
@@ -68,13 +69,16 @@ def _level(v) -> float | Tensor:
         return float(v) if v.ndim == 0 and v.device.type == "cpu" else v.to(torch.float64)
     return float(v)
 
-def _sqrt(v): return v.sqrt() if isinstance(v, Tensor) else math.sqrt(v)
+def _sqrt(v):
+    return v.sqrt() if isinstance(v, Tensor) else math.sqrt(v)
 
 def _lincomb(p, x: Tensor, q, y: Tensor) -> Tensor:
     "p·x + q·y for scalar or per-example coefficients, in x's dtype, in as few kernels as possible."
     if not isinstance(p, Tensor) and not isinstance(q, Tensor):
-        if q == 0: return x * p
-        if p == 0: return y * q
+        if q == 0:
+            return x * p
+        if p == 0:
+            return y * q
         return torch.add(x if p == 1 else x * p, y, alpha=q)
     return torch.addcmul(expand(p, x) * x, expand(q, y), y)
 
@@ -82,9 +86,12 @@ def prediction_coefficients(alpha_bar: float | Tensor, prediction: str = "eps") 
     "`(a, b, c, d)` with x̂0 = a·x_t + b·out and ε̂ = c·x_t + d·out, computed in float64."
     ab = _level(alpha_bar)
     sa, sb = _sqrt(ab), _sqrt(1 - ab)
-    if prediction == "eps": return 1 / sa, -sb / sa, 0.0, 1.0
-    if prediction == "x0": return 0.0, 1.0, 1 / sb, -sa / sb
-    if prediction == "v": return sa, -sb, sb, sa
+    if prediction == "eps":
+        return 1 / sa, -sb / sa, 0.0, 1.0
+    if prediction == "x0":
+        return 0.0, 1.0, 1 / sb, -sa / sb
+    if prediction == "v":
+        return sa, -sb, sb, sa
     raise ValueError(f"prediction must be 'eps', 'x0' or 'v', not {prediction!r}")
 
 def predict_x0_eps_f64(x_t: Tensor, model_output: Tensor, alpha_bar: float | Tensor, prediction: str = "eps",
@@ -103,7 +110,8 @@ def ddim_sigma(alpha_bar_t: float | Tensor, alpha_bar_prev: float | Tensor, eta:
     "σ of the DDIM paper (eq. 16); η=1 gives DDPM's posterior standard deviation √β̃."
     ab_t, ab_prev = _level(alpha_bar_t), _level(alpha_bar_prev)
     var = (1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)
-    if isinstance(var, Tensor): return eta * var.clamp_min(0).sqrt()
+    if isinstance(var, Tensor):
+        return eta * var.clamp_min(0).sqrt()
     if var < -1e-12:
         raise ValueError(f"a stochastic step must go towards less noise: alpha_bar_prev={ab_prev} < alpha_bar_t={ab_t}")
     return eta * math.sqrt(max(var, 0.0))
@@ -112,7 +120,8 @@ def ddim_step(x_t: Tensor, model_output: Tensor, alpha_bar_t: float | Tensor, al
               eta: float = 0.0, noise: Tensor | None = None, prediction: str = "eps",
               clip: float | None = None) -> tuple[Tensor, Tensor]:
     "One DDIM step from noise level `alpha_bar_t` to `alpha_bar_prev`. Returns `(x_prev, x0_pred)`."
-    if eta < 0: raise ValueError(f"eta must be >= 0, not {eta}")
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, not {eta}")
     ab_t, ab_prev = _level(alpha_bar_t), _level(alpha_bar_prev)
     x0, eps = predict_x0_eps_f64(x_t, model_output, ab_t, prediction, clip)
     sigma = ddim_sigma(ab_t, ab_prev, eta) if eta else 0.0
@@ -120,13 +129,15 @@ def ddim_step(x_t: Tensor, model_output: Tensor, alpha_bar_t: float | Tensor, al
     direction = direction.clamp_min(0).sqrt() if isinstance(direction, Tensor) else math.sqrt(max(direction, 0.0))
     x_prev = _lincomb(_sqrt(ab_prev), x0, direction, eps)
     if isinstance(sigma, Tensor) or sigma > 0:
-        if noise is None: noise = torch.randn_like(x_t)
+        if noise is None:
+            noise = torch.randn_like(x_t)
         x_prev = _lincomb(1.0, x_prev, sigma, noise)
     return x_prev, x0
 
 # %% ../nbs/05_ddim.ipynb #5edeeca6
 def _half_log_snr(ab):
-    if isinstance(ab, Tensor): return 0.5 * (ab.log() - torch.log1p(-ab))
+    if isinstance(ab, Tensor):
+        return 0.5 * (ab.log() - torch.log1p(-ab))
     return math.inf if ab >= 1 else 0.5 * (math.log(ab) - math.log1p(-ab))
 
 def dpmpp_2m_coefficients(alpha_bar_t: float | Tensor, alpha_bar_prev: float | Tensor,
@@ -138,10 +149,13 @@ def dpmpp_2m_coefficients(alpha_bar_t: float | Tensor, alpha_bar_prev: float | T
     h = lam_prev - lam_t
     phi = -torch.expm1(-h) if isinstance(h, Tensor) else -math.expm1(-h)   # 1 - e^{-h}
     c_x, c = _sqrt((1 - ab_prev) / (1 - ab_t)), _sqrt(ab_prev) * phi
-    if ab_last is None: return c_x, c, 0.0
+    if ab_last is None:
+        return c_x, c, 0.0
     w = (h / (2 * (lam_t - _half_log_snr(ab_last))))        # 1/(2r)
-    if isinstance(ab_prev, Tensor): w = torch.where(ab_prev >= 1, torch.zeros_like(w), w)
-    elif ab_prev >= 1: w = 0.0   # the last step (to a clean image) is first order
+    if isinstance(ab_prev, Tensor):
+        w = torch.where(ab_prev >= 1, torch.zeros_like(w), w)
+    elif ab_prev >= 1:
+        w = 0.0   # the last step (to a clean image) is first order
     return c_x, c * (1 + w), -c * w
 
 def dpmpp_2m_step(x_t: Tensor, model_output: Tensor, alpha_bar_t: float | Tensor, alpha_bar_prev: float | Tensor,
@@ -164,7 +178,8 @@ def null_label_like(label: Tensor) -> Tensor:
 
 def drop_labels(label: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
     "Replace each whole label map of the batch by the null map with probability `p` (guidance training)."
-    if not 0 <= p <= 1: raise ValueError(f"drop probability p must be in [0, 1], not {p}")
+    if not 0 <= p <= 1:
+        raise ValueError(f"drop probability p must be in [0, 1], not {p}")
     dev = generator.device if generator is not None else torch.device("cpu")
     drop = (torch.rand(label.shape[0], generator=generator, device=dev) < p).to(label.device)
     return torch.where(drop.view(-1, *[1] * (label.ndim - 1)), torch.full_like(label, NULL_LABEL), label)
@@ -172,7 +187,8 @@ def drop_labels(label: Tensor, p: float, generator: torch.Generator | None = Non
 def guided_model(model: Denoiser, guidance: float, null_label: Tensor | None = None) -> Denoiser:
     "Wrap `model` into ε_null + s·(ε_label − ε_null), both passes in one call on a doubled batch."
     def guided(x_t: Tensor, alpha_bar: Tensor, label: Tensor | None) -> Tensor:
-        if label is None: raise ValueError("classifier-free guidance needs a label map (label is None)")
+        if label is None:
+            raise ValueError("classifier-free guidance needs a label map (label is None)")
         null = null_label_like(label) if null_label is None else null_label.to(label.device).expand_as(label)
         out = model(torch.cat([x_t, x_t]), torch.cat([alpha_bar, alpha_bar]), torch.cat([label, null]))
         cond, uncond = out.chunk(2)
@@ -196,7 +212,8 @@ SAMPLERS: dict[str, type[Sampler]] = {}  # name -> class, filled by `register_sa
 
 def register_sampler(cls: type[Sampler]) -> type[Sampler]:
     "Class decorator: make `cls` available to `sample`, the CLI and the explorers under `cls.name`."
-    if not cls.name or cls.name in SAMPLERS: raise ValueError(f"a sampler needs a new, non-empty name, not {cls.name!r}")
+    if not cls.name or cls.name in SAMPLERS:
+        raise ValueError(f"a sampler needs a new, non-empty name, not {cls.name!r}")
     SAMPLERS[cls.name] = cls
     return cls
 
@@ -230,12 +247,14 @@ DEFAULT_SCHEDULE = "linear-2000"
 
 def _schedule_of(model, schedule: NoiseSchedule | str | None) -> NoiseSchedule:
     "The schedule given (or named), else the model's own `schedule`, else the thesis's linear-2000."
-    if isinstance(schedule, str): return NoiseSchedule.from_name(schedule)
+    if isinstance(schedule, str):
+        return NoiseSchedule.from_name(schedule)
     return schedule or getattr(model, "schedule", None) or NoiseSchedule.from_name(DEFAULT_SCHEDULE)
 
 def _model_device(model) -> torch.device | None:
     params = getattr(model, "parameters", None)
-    if params is None: return None
+    if params is None:
+        return None
     p = next(iter(params()), None)
     return None if p is None else p.device
 
@@ -246,12 +265,15 @@ def _randn(shape, generator: torch.Generator | None, device, dtype) -> Tensor:
     return torch.randn(shape, generator=generator, device=gdev, dtype=draw).to(device=device, dtype=dtype)
 
 def _prepare_label(label: Tensor | None, device) -> Tensor | None:
-    if label is None: return None
+    if label is None:
+        return None
     label = torch.as_tensor(label)
     if label.dtype.is_floating_point or label.dtype.is_complex or label.dtype == torch.bool:
         raise ValueError(f"label must hold integer class ids, not {label.dtype} (a float map would be truncated)")
-    if label.ndim == 2: label = label[None]
-    if label.ndim != 3: raise ValueError(f"label must be a (B, H, W) map of class ids, got shape {tuple(label.shape)}")
+    if label.ndim == 2:
+        label = label[None]
+    if label.ndim != 3:
+        raise ValueError(f"label must be a (B, H, W) map of class ids, got shape {tuple(label.shape)}")
     return label.to(device=device, dtype=torch.long)
 
 #: What `sample` does for a setting left at None when the model recommends nothing (a model's recommendations
@@ -263,19 +285,22 @@ SAMPLE_DEFAULTS: dict = dict(sampler="ddim", steps=40, eta=0.0, spacing="trailin
 def sampling_settings(model, **overrides) -> dict:
     "The settings `sample` uses: `SAMPLE_DEFAULTS`, then the model's `sampling` recommendations, then non-None `overrides`."
     unknown = set(overrides) - set(SAMPLE_DEFAULTS)
-    if unknown: raise ValueError(f"unknown sampling settings {sorted(unknown)}; known: {sorted(SAMPLE_DEFAULTS)}")
+    if unknown:
+        raise ValueError(f"unknown sampling settings {sorted(unknown)}; known: {sorted(SAMPLE_DEFAULTS)}")
     out = {**SAMPLE_DEFAULTS, **(getattr(model, "sampling", None) or {})}
     out.update({k: v for k, v in overrides.items() if v is not None})
     for name in ("eta", "guidance", "clip"):  # NaN would silently give black or unchanged images
         if out[name] is not None and (isinstance(out[name], bool) or not isinstance(out[name], (int, float))
                                       or math.isnan(out[name])):
             raise ValueError(f"{name} must be a number, not {out[name]!r}")
-    if not 0 <= out["eta"] <= 1: raise ValueError(f"eta must be between 0 (deterministic) and 1 (DDPM-like), not {out['eta']}")
+    if not 0 <= out["eta"] <= 1:
+        raise ValueError(f"eta must be between 0 (deterministic) and 1 (DDPM-like), not {out['eta']}")
     if not 0 <= out["guidance"] <= 100:  # beyond, the guided prediction overflows to inf/NaN
         raise ValueError(f"guidance must be between 0 (unconditional) and 100, not {out['guidance']}")
     if out["clip"] is not None and out["clip"] < 0:
         raise ValueError(f"clip must be positive (clamp x̂0 to [-clip, clip]) or 0 for no clipping, not {out['clip']}")
-    if out["clip"] is not None and (math.isinf(out["clip"]) or out["clip"] == 0): out["clip"] = None  # 0 or inf: off
+    if out["clip"] is not None and (math.isinf(out["clip"]) or out["clip"] == 0):
+        out["clip"] = None  # 0 or inf: off
     return out
 
 def sample(
@@ -301,11 +326,13 @@ def sample(
     "Sample images for `label` with `steps` network calls; settings left at None come from `sampling_settings`."
     st = sampling_settings(model, sampler=sampler, steps=steps, eta=eta, spacing=spacing, guidance=guidance, clip=clip)
     sampler, steps, eta, spacing, guidance, clip = (st[k] for k in ("sampler", "steps", "eta", "spacing", "guidance", "clip"))
-    if sampler not in SAMPLERS: raise ValueError(f"sampler must be one of {list(SAMPLERS)}, not {sampler!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, not {sampler!r}")
     if not SAMPLERS[sampler].uses_eta and eta != 0:
         raise ValueError(f"eta={eta} only applies to {[n for n, c in SAMPLERS.items() if c.uses_eta]} "
                          "('ddpm' is η=1, 'dpmpp_2m' is deterministic)")
-    if not math.isfinite(guidance): raise ValueError(f"guidance must be a finite number, not {guidance!r}")
+    if not math.isfinite(guidance):
+        raise ValueError(f"guidance must be a finite number, not {guidance!r}")
     schedule = _schedule_of(model, schedule)
     prediction = prediction or getattr(model, "prediction", None) or "eps"
     t_seq, ab_seq, ab_prev_seq = step_levels(schedule, steps, spacing)   # validates steps and spacing
@@ -315,9 +342,12 @@ def sample(
         raise ValueError(f"device {str(device)!r} was asked for, but this torch ({torch.__version__}) sees no CUDA device")
     label = _prepare_label(label, device)
     if shape is None:
-        if x_T is not None: shape = tuple(x_T.shape)
-        elif label is not None: shape = (label.shape[0], 3, *label.shape[1:])
-        else: raise ValueError("sample needs a label map, a shape or x_T to know the image size")
+        if x_T is not None:
+            shape = tuple(x_T.shape)
+        elif label is not None:
+            shape = (label.shape[0], 3, *label.shape[1:])
+        else:
+            raise ValueError("sample needs a label map, a shape or x_T to know the image size")
     if x_T is not None and tuple(x_T.shape) != tuple(shape):
         raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape is {tuple(shape)}")
     if label is not None and (label.shape[0] != shape[0] or label.shape[1:] != tuple(shape[2:])):
@@ -334,7 +364,8 @@ def sample(
             ab, ab_prev = ab_seq[i], ab_prev_seq[i]
             out = net(x, torch.full((shape[0],), ab, device=device, dtype=level_dtype), label)
             x_next, x0 = stepper.step(x, out, ab, ab_prev)
-            if return_trajectory: traj.add(int(t_seq[i]), ab, x, x0)
+            if return_trajectory:
+                traj.add(int(t_seq[i]), ab, x, x0)
             x = x_next
     return (x, traj) if return_trajectory else x
 
@@ -354,7 +385,8 @@ def ddim_invert(model: Denoiser, x0: Tensor, label: Tensor | None = None, steps:
                 prediction: str | None = None, refine: int = 0, return_trajectory: bool = False,
                 progress: bool = True) -> Tensor | tuple[Tensor, Trajectory]:
     "DDIM inversion: the start noise x_T that `steps`-step DDIM (η=0) maps back to `x0`. `steps·(1+refine)` calls."
-    if refine < 0: raise ValueError(f"refine must be >= 0, not {refine}")
+    if refine < 0:
+        raise ValueError(f"refine must be >= 0, not {refine}")
     schedule = _schedule_of(model, schedule)
     prediction = prediction or getattr(model, "prediction", None) or "eps"
     t_seq, ab_seq, ab_prev_seq = step_levels(schedule, steps, spacing)
@@ -369,6 +401,7 @@ def ddim_invert(model: Denoiser, x0: Tensor, label: Tensor | None = None, steps:
             for _ in range(1 + refine):
                 _, eps = predict_x0_eps_f64(x_guess, net(x_guess, level, label), ab, prediction)
                 x_guess, x0_pred = ddim_step(x, eps, ab_src, ab)
-            if return_trajectory: traj.add(int(t_seq[i]), ab, x_guess, x0_pred)
+            if return_trajectory:
+                traj.add(int(t_seq[i]), ab, x_guess, x0_pred)
             x = x_guess
     return (x, traj) if return_trajectory else x

@@ -52,7 +52,8 @@ def scores_from_confusion(conf: Tensor | np.ndarray, class_names: Sequence[str] 
     if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
         raise ValueError(f"confusion matrix must be square, got shape {conf.shape}")
     names = list(class_names) if class_names is not None else [str(k) for k in range(len(conf))]
-    if len(names) != len(conf): raise ValueError(f"{len(names)} class names for a {len(conf)}-class confusion matrix")
+    if len(names) != len(conf):
+        raise ValueError(f"{len(names)} class names for a {len(conf)}-class confusion matrix")
     tp = np.diag(conf)
     union = conf.sum(0) + conf.sum(1) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -80,13 +81,16 @@ class SegmenterConfig(Config):
         if self.num_classes != num_classes(self.grouping):
             raise ValueError(f"SegmenterConfig.num_classes={self.num_classes} but grouping {self.grouping!r} "
                              f"has {num_classes(self.grouping)} classes")
-        if self.base_channels < 1: raise ValueError(f"SegmenterConfig.base_channels must be >= 1, not {self.base_channels}")
-        if not 1 <= self.depth <= 5: raise ValueError(f"SegmenterConfig.depth must be 1..5, not {self.depth}")
+        if self.base_channels < 1:
+            raise ValueError(f"SegmenterConfig.base_channels must be >= 1, not {self.base_channels}")
+        if not 1 <= self.depth <= 5:
+            raise ValueError(f"SegmenterConfig.depth must be 1..5, not {self.depth}")
         if len(self.image_size) != 2 or min(self.image_size) < 2 ** self.depth:
             raise ValueError(f"SegmenterConfig.image_size must be (H, W) with both >= {2 ** self.depth}, not {self.image_size}")
 
     @property
-    def class_names(self) -> list[str]: return list(GROUP_CLASS_NAMES[self.grouping])
+    def class_names(self) -> list[str]:
+        return list(GROUP_CLASS_NAMES[self.grouping])
 
 
 
@@ -114,7 +118,8 @@ class Segmenter(nn.Module):
         H, W = x.shape[-2:]
         m = 2 ** self.config.depth
         ph, pw = -H % m, -W % m
-        if ph or pw: x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         skips = []
         for i, block in enumerate(self.down):
             x = block(F.max_pool2d(x, 2) if i else x)
@@ -129,7 +134,8 @@ class Segmenter(nn.Module):
     @torch.inference_mode()
     def predict(self, images: Tensor, batch_size: int = 64) -> Tensor:
         "Class ids (B,H,W) long of images (B,3,H,W) in [-1,1], in eval mode and batches, on the model's device."
-        was_training = self.training; self.eval()
+        was_training = self.training
+        self.eval()
         dev = self.head.weight.device
         try:
             return torch.cat([self(images[i:i + batch_size].to(dev)).argmax(1).to(images.device)
@@ -145,7 +151,8 @@ SHIPPED_SEGMENTERS: dict[str, str] = {"synthetic64": "segmenter"}  # name -> fol
 def synthetic_pairs(seeds: Sequence[int], size: tuple[int, int] = (64, 112)) -> tuple[np.ndarray, np.ndarray]:
     "Synthetic scenes as (uint8 images (N,H,W,3), uint8 labels of CaDIS ids (N,H,W))."
     pairs = [synthetic_scene(int(s), tuple(size)) for s in seeds]
-    if not pairs: raise ValueError("synthetic_pairs needs at least one seed")
+    if not pairs:
+        raise ValueError("synthetic_pairs needs at least one seed")
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 def heldout_pairs(n: int = 64, size: tuple[int, int] = (64, 112)) -> tuple[np.ndarray, np.ndarray]:
@@ -154,14 +161,19 @@ def heldout_pairs(n: int = 64, size: tuple[int, int] = (64, 112)) -> tuple[np.nd
 
 def as_image_tensor(images) -> Tensor:
     "Images as float (B,3,H,W) in [-1,1], from float (B,3,H,W) in [-1,1] or uint8 (B,H,W,3), numpy or torch."
-    if isinstance(images, (list, tuple)): images = np.stack([np.asarray(im) for im in images])
+    if isinstance(images, (list, tuple)):
+        images = np.stack([np.asarray(im) for im in images])
     x = torch.as_tensor(np.asarray(images) if not isinstance(images, Tensor) else images).detach().cpu()
-    if x.ndim != 4: raise ValueError(f"images must be a batch (B,3,H,W) float or (B,H,W,3) uint8, got shape {tuple(x.shape)}")
+    if x.ndim != 4:
+        raise ValueError(f"images must be a batch (B,3,H,W) float or (B,H,W,3) uint8, got shape {tuple(x.shape)}")
     if x.dtype == torch.uint8:
-        if x.shape[-1] != 3: raise ValueError(f"uint8 images must be (B,H,W,3), got shape {tuple(x.shape)}")
+        if x.shape[-1] != 3:
+            raise ValueError(f"uint8 images must be (B,H,W,3), got shape {tuple(x.shape)}")
         return from_uint8(x)
-    if not x.is_floating_point(): raise ValueError(f"images must be float in [-1,1] or uint8, got dtype {x.dtype}")
-    if x.shape[1] != 3: raise ValueError(f"float images must be (B,3,H,W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"images must be float in [-1,1] or uint8, got dtype {x.dtype}")
+    if x.shape[1] != 3:
+        raise ValueError(f"float images must be (B,3,H,W), got shape {tuple(x.shape)}")
     if x.abs().max() > 1.5:
         raise ValueError(f"float images must lie in [-1,1] (max |value| {float(x.abs().max()):.3g}); "
                          "pass uint8 arrays for 0..255 images")
@@ -169,10 +181,13 @@ def as_image_tensor(images) -> Tensor:
 
 def as_label_tensor(labels, grouping: str | None, grouped: bool = False) -> Tensor:
     "Labels (B,H,W) as long grouping ids (255 = ignore); from CaDIS ids unless `grouped`."
-    if isinstance(labels, (list, tuple)): labels = np.stack([np.asarray(l) for l in labels])
+    if isinstance(labels, (list, tuple)):
+        labels = np.stack([np.asarray(l) for l in labels])
     y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels).detach().cpu()
-    if y.ndim != 3: raise ValueError(f"labels must be (B,H,W), got shape {tuple(y.shape)}")
-    if y.is_floating_point(): raise ValueError(f"labels must be integer class ids, got dtype {y.dtype}")
+    if y.ndim != 3:
+        raise ValueError(f"labels must be (B,H,W), got shape {tuple(y.shape)}")
+    if y.is_floating_point():
+        raise ValueError(f"labels must be integer class ids, got dtype {y.dtype}")
     y = y.long()
     k = num_classes(grouping) if grouped else NUM_CLASSES
     bad = torch.unique(y[((y < 0) | (y >= k)) & (y != IGNORE)])
@@ -184,7 +199,8 @@ def as_label_tensor(labels, grouping: str | None, grouped: bool = False) -> Tens
 # %% ../nbs/06a_segment.ipynb #f5195057
 def _resize(x: Tensor, y: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     "Resize images (bilinear, antialiased when shrinking) and labels (nearest) to `size`."
-    if tuple(x.shape[-2:]) == tuple(size): return x, y
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x, y
     x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     # "nearest-exact" samples pixel centres like bilinear does; torch's legacy "nearest" is shifted by
     # up to a pixel at non-integer scales, which alone cost 0.13 mIoU on 64 -> 96x128 -> 64 round trips.
@@ -208,16 +224,19 @@ class _Pairs:
                 raise ValueError(f"dataset grouping {ds_grouping!r} differs from the segmenter's {grouping!r}; "
                                  f"make the dataset with grouping={grouping!r} or None")
             self.dataset, self.grouped = data, ds_grouping is not None
-            if len(data) == 0: raise ValueError("the dataset is empty")
+            if len(data) == 0:
+                raise ValueError("the dataset is empty")
         else:
             raise ValueError("data must be (images, labels) or a torch Dataset of (image, label) pairs, "
                              f"not {type(data).__name__}")
         self.grouping = grouping
 
-    def __len__(self) -> int: return len(self.dataset) if self.dataset is not None else len(self.images)
+    def __len__(self) -> int:
+        return len(self.dataset) if self.dataset is not None else len(self.images)
 
     def batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        if self.dataset is None: return as_image_tensor(self.images[idx]), self.labels[idx]
+        if self.dataset is None:
+            return as_image_tensor(self.images[idx]), self.labels[idx]
         items = [self.dataset[int(i)] for i in idx]
         x = as_image_tensor(torch.stack([torch.as_tensor(np.asarray(a)) if not isinstance(a, Tensor) else a for a, _ in items]))
         y = as_label_tensor(torch.stack([torch.as_tensor(np.asarray(b)) for _, b in items]), self.grouping, grouped=self.grouped)
@@ -260,7 +279,8 @@ def classic_augment(x: Tensor, y: Tensor, rng: torch.Generator) -> tuple[Tensor,
     return (x + 0.4 * (u[2] - 0.5)).clamp(-1, 1), y                    # brightness
 
 def _lr_factor(step: int, steps: int, warmup: int) -> float:
-    if step < warmup: return (step + 1) / warmup
+    if step < warmup:
+        return (step + 1) / warmup
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 def train_segmenter(data, config: SegmenterConfig | None = None, steps: int = 2000, batch_size: int = 16,
@@ -270,7 +290,8 @@ def train_segmenter(data, config: SegmenterConfig | None = None, steps: int = 20
     """Train a `Segmenter` on real (image, label) pairs; append each step's loss to `losses` if given.
     `augment`: True for `augment_pairs` (flips, blur, noise), False for none, or a function `(x, y, rng) -> (x, y)`
     such as `classic_augment`."""
-    if steps < 1 or batch_size < 1: raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
     with torch_threads(num_threads):  # a small model on a shared CPU: 1 is often fastest
         return _train(data, config or SegmenterConfig(), steps, batch_size, lr, seed, weight_decay, augment, losses, progress)
 
@@ -278,13 +299,15 @@ class SegmenterTask(Task):
     "The segmenter as a `fit` task (notebook `06_fit`): pixel-wise cross-entropy with 255 ignored, clipping, AdamW."
     def __init__(self, model: Segmenter, lr: float, weight_decay: float):
         self.model, self.lr, self.weight_decay = model, lr, weight_decay
-    def parts(self) -> dict[str, nn.Module]: return {"model": self.model}
+    def parts(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)}
     def train_step(self, batch: tuple[Tensor, Tensor], opts: dict, generator=None) -> dict[str, Tensor]:
         x, y = batch
         loss = F.cross_entropy(self.model(x), y, ignore_index=IGNORE)
-        if not torch.isfinite(loss): return {"loss": loss}  # `fit` stops before any weight changes
+        if not torch.isfinite(loss):
+            return {"loss": loss}  # `fit` stops before any weight changes
         opt = opts["optimizer"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -294,10 +317,12 @@ class SegmenterTask(Task):
 
 class _AppendLoss(Callback):
     "Append each step's loss to a list as it is taken (a run that stops early keeps what it did)."
-    def __init__(self, losses: list[float]): self.losses = losses
+    def __init__(self, losses: list[float]):
+        self.losses = losses
     def after_step(self, state) -> None:
         self.losses.append(state.logs["loss"])
-        if state.done % 10 == 1 or state.done == state.steps: state.bar.set_postfix(loss=f"{state.logs['loss']:.3f}")
+        if state.done % 10 == 1 or state.done == state.steps:
+            state.bar.set_postfix(loss=f"{state.logs['loss']:.3f}")
 
 def _train(data, config, steps, batch_size, lr, seed, weight_decay, augment, losses, progress) -> Segmenter:
     pairs = _Pairs(data, config.grouping)
@@ -315,7 +340,8 @@ def _train(data, config, steps, batch_size, lr, seed, weight_decay, augment, los
             order, pos = torch.cat([order[pos:], torch.randperm(len(pairs), generator=rng)]), 0
         idx, pos = order[pos:pos + batch_size], pos + batch_size
         x, y = _resize(*pairs.batch(idx), config.image_size)
-        if not augment: return x, y
+        if not augment:
+            return x, y
         return (augment_pairs if augment is True else augment)(x, y, rng)
 
     warmup = min(100, steps // 10 + 1)
@@ -331,7 +357,8 @@ KIND = "segmenter"
 def save_segmenter(folder: str | Path, model: Segmenter, training: dict | None = None) -> Path:
     "Write `config.json` + `model.safetensors` (and `training.json` with provenance, if given) into `folder`."
     folder = save_model_folder(folder, model, model.config.to_dict(), KIND)
-    if training is not None: save_json(Path(folder) / "training.json", training)
+    if training is not None:
+        save_json(Path(folder) / "training.json", training)
     return folder
 
 def shipped_segmenter_dir(name: str = "synthetic64") -> Path:
@@ -365,7 +392,8 @@ def label_consistency(images, labels, segmenter: Segmenter | None = None, groupi
     from one confusion matrix accumulated over all images (the standard), not averaged per image."""
     net = segmenter if segmenter is not None else _default_segmenter()
     cfg = net.config
-    if grouping == "auto": grouping = cfg.grouping
+    if grouping == "auto":
+        grouping = cfg.grouping
     if grouping != cfg.grouping:
         raise ValueError(f"grouping {grouping!r} differs from the segmenter's {cfg.grouping!r}")
     x, y = as_image_tensor(images), as_label_tensor(labels, grouping, grouped=labels_grouped)

@@ -49,14 +49,17 @@ class SyntheticScenes(torch.utils.data.Dataset):
         self.images = torch.from_numpy(np.stack([p[0] for p in pairs]))  # uint8 (N, H, W, 3)
         self.labels = torch.from_numpy(remap(np.stack([p[1] for p in pairs]), grouping).astype(np.int64))
         self.seed_offset = seed_offset
-    def __len__(self) -> int: return len(self.images)
+    def __len__(self) -> int:
+        return len(self.images)
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return from_uint8(self.images[i])[0], self.labels[i]
 
 class CachedDataset(torch.utils.data.Dataset):
     "Wrap a data set so each item is read (and resized) from disk only once."
-    def __init__(self, ds: torch.utils.data.Dataset): self.ds, self.cache = ds, {}  # `ds`: any indexable of (image, label)
-    def __len__(self) -> int: return len(self.ds)
+    def __init__(self, ds: torch.utils.data.Dataset):
+        self.ds, self.cache = ds, {}  # `ds`: any indexable of (image, label)
+    def __len__(self) -> int:
+        return len(self.ds)
     def __getitem__(self, i: int):
         if i not in self.cache:
             x, y = self.ds[i]
@@ -66,7 +69,8 @@ class CachedDataset(torch.utils.data.Dataset):
     def fill(self, progress: bool = True) -> CachedDataset:
         "Read every item now: a broken, truncated or mismatched file is named before step 0, not hours into training."
         from tqdm.auto import tqdm
-        for i in tqdm(range(len(self)), desc="reading and checking every frame", disable=not progress): self[i]
+        for i in tqdm(range(len(self)), desc="reading and checking every frame", disable=not progress):
+            self[i]
         return self
 
 
@@ -109,23 +113,31 @@ class TrainConfig(Config):
 
     def __post_init__(self):
         self.image_size = tuple(self.image_size)
-        if self.lowres_size is not None: self.lowres_size = tuple(self.lowres_size)
-        if self.crop_size is not None: self.crop_size = tuple(self.crop_size)
-        if isinstance(self.model, dict): self.model = json.loads(json.dumps(self.model))  # tuples -> lists, as in JSON
+        if self.lowres_size is not None:
+            self.lowres_size = tuple(self.lowres_size)
+        if self.crop_size is not None:
+            self.crop_size = tuple(self.crop_size)
+        if isinstance(self.model, dict):
+            self.model = json.loads(json.dumps(self.model))  # tuples -> lists, as in JSON
         for name in ("steps", "batch_size", "warmup_steps", "log_every", "sample_every", "sample_steps", "checkpoint_every",
                      "keep_checkpoints", "seed", "synthetic_scenes"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int): raise ValueError(f"TrainConfig.{name} must be an integer, not {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"TrainConfig.{name} must be an integer, not {v!r}")
         for name in ("lr", "weight_decay", "grad_clip", "ema_decay", "label_dropout", "aug_alpha_bar_min"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
                 raise ValueError(f"TrainConfig.{name} must be a number, not {v!r}")
-        if self.steps < 1 or self.batch_size < 1: raise ValueError("steps and batch_size must be positive")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be positive")
         if self.checkpoint_every < 1:  # 0 would train for hours and keep nothing
             raise ValueError(f"checkpoint_every must be at least 1 (a checkpoint is also saved at the end), not {self.checkpoint_every}")
-        if not 0 <= self.label_dropout < 1: raise ValueError(f"label_dropout must be in [0, 1), not {self.label_dropout}")
-        if self.prediction not in ("eps", "v"): raise ValueError(f"prediction must be 'eps' or 'v', not {self.prediction!r}")
-        if not 0 < self.aug_alpha_bar_min <= 1: raise ValueError(f"aug_alpha_bar_min must be in (0, 1], not {self.aug_alpha_bar_min}")
+        if not 0 <= self.label_dropout < 1:
+            raise ValueError(f"label_dropout must be in [0, 1), not {self.label_dropout}")
+        if self.prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v', not {self.prediction!r}")
+        if not 0 < self.aug_alpha_bar_min <= 1:
+            raise ValueError(f"aug_alpha_bar_min must be in (0, 1], not {self.aug_alpha_bar_min}")
         if self.lowres_size is not None:
             f = [a / b for a, b in zip(self.image_size, self.lowres_size)]
             if f[0] != f[1] or f[0] != int(f[0]) or f[0] < 2:
@@ -145,7 +157,8 @@ class TrainConfig(Config):
         "The `DiffusionConfig` this run trains."
         unet = UNetConfig.preset(self.model) if isinstance(self.model, str) else UNetConfig.from_dict(self.model)
         over = {"num_classes": num_classes(self.grouping), "attn_side": min(self.image_size)}  # attention is placed by the smaller side
-        if self.cond: over["cond"] = self.cond
+        if self.cond:
+            over["cond"] = self.cond
         unet = UNetConfig.from_dict({**unet.to_dict(), **over})
         for side in (*self.image_size, *(self.crop_size or ())):
             if side % unet.size_multiple:
@@ -198,13 +211,17 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     "Learning rate at `step`: linear warm-up to `cfg.lr`, then constant."
     return cfg.lr * warmup_factor(step, cfg)
 
-def ema_decay_at(step: int, cfg: TrainConfig) -> float: return min(cfg.ema_decay, (1 + step) / (10 + step))
+def ema_decay_at(step: int, cfg: TrainConfig) -> float:
+    return min(cfg.ema_decay, (1 + step) / (10 + step))
 
 def bf16_available(device: torch.device) -> bool:
     "Whether bfloat16 autocast runs natively here (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."
-    if device.type == "cuda": return torch.cuda.is_bf16_supported()
-    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError): return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 def diffusion_loss(model: nn.Module, x0: Tensor, label: Tensor, schedule: NoiseSchedule, cfg: TrainConfig,
                    generator: torch.Generator, autocast_dtype: torch.dtype | None = None,
@@ -218,7 +235,8 @@ def diffusion_loss(model: nn.Module, x0: Tensor, label: Tensor, schedule: NoiseS
     eps = torch.randn(x0.shape, generator=generator).to(x0.device)
     x_t = q_sample(x0, ab, eps)
     label = drop_labels(label, cfg.label_dropout, generator)  # the null map for classifier-free guidance (notebook 05)
-    if cfg.channels_last: x_t = x_t.contiguous(memory_format=torch.channels_last)
+    if cfg.channels_last:
+        x_t = x_t.contiguous(memory_format=torch.channels_last)
     cond = {}
     if lowres is not None:  # drawn after everything a base model draws: its random stream is unchanged
         aug = 1 - (1 - cfg.aug_alpha_bar_min) * torch.rand(B, generator=generator)
@@ -241,14 +259,19 @@ def _in_notebook() -> bool:
 def plot_loss(history: list, path: Path) -> None:
     "Loss curve (raw and smoothed) as a PNG."
     import matplotlib.pyplot as plt
-    if not history: return
+    if not history:
+        return
     steps, losses = zip(*[(h["step"], h["loss"]) for h in history])
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot(steps, losses, lw=0.6, alpha=0.4, label="loss")
     k = max(1, len(losses) // 30)
-    if len(losses) > k: ax.plot(steps[k - 1:], np.convolve(losses, np.ones(k) / k, "valid"), label=f"mean of {k}")
-    ax.set(xlabel="step", ylabel="MSE", yscale="log", title="training loss"); ax.legend()
-    fig.tight_layout(); fig.savefig(path, dpi=90); plt.close(fig)
+    if len(losses) > k:
+        ax.plot(steps[k - 1:], np.convolve(losses, np.ones(k) / k, "valid"), label=f"mean of {k}")
+    ax.set(xlabel="step", ylabel="MSE", yscale="log", title="training loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 def sample_grid(model: DiffusionModel, label: Tensor, steps: int, seed: int = 0) -> np.ndarray:
     "DDIM samples of the label maps `label` (B, H, W) as a contact sheet (sample above its label map)."
@@ -263,7 +286,8 @@ class RunMonitor:
         self.run, self.enabled = run, enabled
         self.handles = None
     def update(self, history: list, grid: np.ndarray | None, step: int) -> None:
-        if not self.enabled: return
+        if not self.enabled:
+            return
         plot_loss(history, self.run / "loss.png")
         if grid is not None:
             (self.run / "samples").mkdir(exist_ok=True)
@@ -271,10 +295,13 @@ class RunMonitor:
         if _in_notebook():
             from IPython.display import Image as IPImage, display
             pics = [IPImage(filename=str(self.run / "loss.png"))]
-            if grid is not None: pics.append(IPImage(filename=str(self.run / "samples" / f"step_{step:08d}.png")))
-            if self.handles is None: self.handles = [display(p, display_id=True) for p in pics]
+            if grid is not None:
+                pics.append(IPImage(filename=str(self.run / "samples" / f"step_{step:08d}.png")))
+            if self.handles is None:
+                self.handles = [display(p, display_id=True) for p in pics]
             else:
-                for h, p in zip(self.handles, pics): h.update(p)
+                for h, p in zip(self.handles, pics):
+                    h.update(p)
 
 # %% ../nbs/06_train.ipynb #b74d93ae
 from PIL import Image
@@ -314,7 +341,8 @@ class DiffusionTask(Task):
     def __init__(self, model: DiffusionModel, ema: DiffusionModel, cfg: TrainConfig, net: nn.Module | None = None,
                  autocast_dtype: torch.dtype | None = None):
         self.model, self.ema, self.cfg, self.net, self.amp = model, ema, cfg, net or model, autocast_dtype
-    def parts(self) -> dict[str, nn.Module]: return {"model": self.model, "ema": self.ema}
+    def parts(self) -> dict[str, nn.Module]:
+        return {"model": self.model, "ema": self.ema}
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)}
     def train_step(self, batch: tuple, opts: dict, generator: torch.Generator | None) -> dict[str, Tensor]:
@@ -348,16 +376,20 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> T
     rank, world, local = dist_info()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if device is None: device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    if device is None:
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
-    if device.type == "cuda": torch.cuda.set_device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     run = Path(cfg.out)
     mcfg = cfg.model_config()
     changes = None  # on resume: the safe fields that changed (see `resume_changes`)
-    if rank == 0: changes = check_run_folder(run, cfg.to_dict(), resume)
+    if rank == 0:
+        changes = check_run_folder(run, cfg.to_dict(), resume)
     torch.manual_seed(cfg.seed)
     model = DiffusionModel(mcfg).to(device)
-    if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     net = model
     if world > 1:
@@ -377,15 +409,18 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> T
     if rank == 0:  # every check has passed: only now is the run folder written
         if changes is None:
             run.mkdir(parents=True, exist_ok=True)
-            save_json(run / "config.json", cfg.to_dict()); save_json(run / "model" / "config.json", mcfg.to_dict())
+            save_json(run / "config.json", cfg.to_dict())
+            save_json(run / "model" / "config.json", mcfg.to_dict())
         elif changes:
             record_resume(run, start, changes)
 
     def batches(step: int) -> tuple[Tensor, ...]:
         items = [ds[i] for i in batch_indices(step, len(ds), cfg.batch_size, cfg.seed, rank, world)]
         x0, label = torch.stack([it[0] for it in items]), torch.stack([it[1] for it in items])
-        if cfg.crop_size is not None: x0, label = random_crops(x0, label, cfg.crop_size, cfg.scale_factor, (cfg.seed, step, rank))
-        if cfg.lowres_size is None: return x0.to(device), label.to(device)
+        if cfg.crop_size is not None:
+            x0, label = random_crops(x0, label, cfg.crop_size, cfg.scale_factor, (cfg.seed, step, rank))
+        if cfg.lowres_size is None:
+            return x0.to(device), label.to(device)
         lowres = downsample(x0, [s // cfg.scale_factor for s in x0.shape[-2:]])
         return x0.to(device), label.to(device), lowres.to(device)
 
@@ -394,8 +429,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, dataset, device) -> T
                  EMA(ema, model, lambda step: ema_decay_at(step, cfg)), Recorder(cfg.log_every),
                  Monitor(cfg.sample_every, lambda s: monitor.update(s.history, sample_grid(ema, previews, cfg.sample_steps), s.done)),
                  Checkpoint(cfg.checkpoint_every, cfg.keep_checkpoints)]
-    if world > 1: callbacks.append(SyncStop(device))
+    if world > 1:
+        callbacks.append(SyncStop(device))
     state = fit(task, opts, batches, cfg.steps, start, history, callbacks, seed=cfg.seed, run=run, rank=rank, world=world,
                 progress=progress, desc="training")
-    for m in (ema, model): m.to(memory_format=torch.channels_last)  # as `load_pretrained` gives them: the same pixels
+    for m in (ema, model):
+        m.to(memory_format=torch.channels_last)  # as `load_pretrained` gives them: the same pixels
     return TrainResult(ema, model, run, state.done, state.history, state.interrupted)

@@ -241,10 +241,12 @@ class SR3UNet(nn.Module):
         if lowres is None or tuple(lowres.shape) != want:
             got = None if lowres is None else tuple(lowres.shape)
             raise ValueError(f"lowres must be the low-resolution image upsampled to x_t's size, {want}, got {got}")
-        if not lowres.dtype.is_floating_point: raise ValueError(f"lowres must be a float image, not {lowres.dtype}")
+        if not lowres.dtype.is_floating_point:
+            raise ValueError(f"lowres must be a float image, not {lowres.dtype}")
         aug = torch.as_tensor(1.0 if aug_alpha_bar is None else aug_alpha_bar, dtype=torch.float32, device=x_t.device)
         aug = aug.expand(B) if aug.ndim == 0 else aug
-        if aug.shape != (B,): raise ValueError(f"aug_alpha_bar must be a scalar or shape ({B},), got {tuple(aug.shape)}")
+        if aug.shape != (B,):
+            raise ValueError(f"aug_alpha_bar must be a scalar or shape ({B},), got {tuple(aug.shape)}")
         return aug
 
     def forward(self, x_t: Tensor, alpha_bar: Tensor, label: Tensor | None = None, lowres: Tensor | None = None,
@@ -257,7 +259,8 @@ class SR3UNet(nn.Module):
         aug = self._check_lowres(x_t, lowres, aug_alpha_bar)
         B, _, H, W = x_t.shape
         emb = self.noise_embedding(alpha_bar)
-        if aug is not None: emb = emb + self.aug_embedding(aug)
+        if aug is not None:
+            emb = emb + self.aug_embedding(aug)
         onehot = one_hot_labels(label, c.num_classes, (B, H, W), dtype=x_t.dtype, device=x_t.device)
         seg = LabelPyramid(onehot, self.label_encoders) if self.uses_spade else None
 

@@ -45,8 +45,10 @@ def png_bytes(img: Tensor | np.ndarray, scale: int = 3) -> bytes:
     "PNG bytes of an image (see `picture`), enlarged `scale`× with nearest-neighbour pixels."
     arr = picture(img)
     pil = Image.fromarray(arr)
-    if scale != 1: pil = pil.resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
-    buf = io.BytesIO(); pil.save(buf, format="PNG", compress_level=1)
+    if scale != 1:
+        pil = pil.resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 def _new_figure(figsize: tuple[float, float], pyplot: bool, dpi: float | None = None) -> Figure:
@@ -55,7 +57,9 @@ def _new_figure(figsize: tuple[float, float], pyplot: bool, dpi: float | None = 
 
 def figure_png(fig: Figure) -> bytes:
     "Render a matplotlib `Figure` (Agg canvas) to PNG bytes."
-    buf = io.BytesIO(); fig.savefig(buf, format="png"); return buf.getvalue()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
 
 def decode_png(data: bytes, scale: int = 1) -> np.ndarray:
     "The uint8 RGB array of PNG bytes, shrunk back by taking every `scale`-th pixel."
@@ -88,12 +92,14 @@ def _present(explorer, fallback: bool = True):
     if fallback and not widgets_supported():
         print(STATIC_NOTE)
         if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo", "template"):
-            explorer.static_figure(pyplot=True); plt.show()
+            explorer.static_figure(pyplot=True)
+            plt.show()
     return explorer
 
 def _load_model(model):
     "'demo', a model folder or run folder, or a model object (returned as is); None stays None."
-    if model is None or not isinstance(model, (str, bytes)) and not hasattr(model, "__fspath__"): return model
+    if model is None or not isinstance(model, (str, bytes)) and not hasattr(model, "__fspath__"):
+        return model
     return load_pretrained(model)
 
 def _scene(label, size: tuple[int, int], seed: int) -> tuple[np.ndarray | None, np.ndarray]:
@@ -102,8 +108,10 @@ def _scene(label, size: tuple[int, int], seed: int) -> tuple[np.ndarray | None, 
         img, lab = synthetic_scene(seed, size)
         return img, lab
     lab = np.asarray(label.cpu() if isinstance(label, Tensor) else label)
-    if lab.ndim == 3 and lab.shape[0] == 1: lab = lab[0]
-    if lab.ndim != 2: raise ValueError(f"label must be an H×W map of class ids, got shape {lab.shape}")
+    if lab.ndim == 3 and lab.shape[0] == 1:
+        lab = lab[0]
+    if lab.ndim != 2:
+        raise ValueError(f"label must be an H×W map of class ids, got shape {lab.shape}")
     check_label_ids(lab)  # the checks `sample` makes: integer ids (not float, not bool), 0..35 or 255
     return None, lab.astype(np.uint8)
 
@@ -121,7 +129,8 @@ def counting_model(model, progress: W.IntProgress):
     "`model`, wrapped so that each network call advances `progress` (guidance batches its two passes into one call)."
     def counted(x_t, alpha_bar, label):
         out = model(x_t, alpha_bar, label)
-        progress.value += 1; progress.description = f"{progress.value} calls"
+        progress.value += 1
+        progress.description = f"{progress.value} calls"
         return out
     return counted
 
@@ -180,20 +189,26 @@ class NoisingExplorer(W.VBox):
     def _build_plot(self):
         "Curves of alpha_bar and log-SNR over t, and the histogram axes; the markers move in `refresh`."
         s, t = self.schedule, np.arange(self.schedule.T)
-        self.fig = Figure(figsize=(7.2, 2.3), dpi=72); FigureCanvasAgg(self.fig)
+        self.fig = Figure(figsize=(7.2, 2.3), dpi=72)
+        FigureCanvasAgg(self.fig)
         ax1, ax2, ax3 = self.fig.subplots(1, 3)
-        ax1.plot(t, s.alpha_bar.numpy()); ax1.set(title="ᾱ_t", xlabel="t", ylim=(-0.02, 1.02))
-        ax2.plot(t, s.log_snr.numpy(), color="C1"); ax2.set(title="log SNR(t)", xlabel="t")
-        self._m1, = ax1.plot([0], [1], "o", color="C3"); self._m2, = ax2.plot([0], [0], "o", color="C3")
+        ax1.plot(t, s.alpha_bar.numpy())
+        ax1.set(title="ᾱ_t", xlabel="t", ylim=(-0.02, 1.02))
+        ax2.plot(t, s.log_snr.numpy(), color="C1")
+        ax2.set(title="log SNR(t)", xlabel="t")
+        self._m1, = ax1.plot([0], [1], "o", color="C3")
+        self._m2, = ax2.plot([0], [0], "o", color="C3")
         grid = np.linspace(-4, 4, 161)
         ax3.plot(grid, np.exp(-grid ** 2 / 2) / math.sqrt(2 * math.pi), "k--", lw=1, label="N(0, 1)")
         self._bins = np.linspace(-4, 4, 61)
         self._hist = ax3.stairs(np.zeros(60), self._bins, fill=True, alpha=0.6, label="x_t pixels")
-        ax3.set(title="pixels of x_t", xlim=(-4, 4), ylim=(0, 1.6)); ax3.legend(fontsize=7, loc="upper right")
+        ax3.set(title="pixels of x_t", xlim=(-4, 4), ylim=(0, 1.6))
+        ax3.legend(fontsize=7, loc="upper right")
         self.fig.tight_layout()
         # Blitting: draw the static parts once, then only the moving artists on each update.
         self._moving = (self._m1, self._m2, self._hist)
-        for a in self._moving: a.set_animated(True)
+        for a in self._moving:
+            a.set_animated(True)
         self.fig.canvas.draw()
         self._background = self.fig.canvas.copy_from_bbox(self.fig.bbox)
 
@@ -201,16 +216,19 @@ class NoisingExplorer(W.VBox):
         "PNG of the curves and histogram: the cached background plus the moving artists."
         canvas = self.fig.canvas
         canvas.restore_region(self._background)
-        for a in self._moving: a.axes.draw_artist(a)
+        for a in self._moving:
+            a.axes.draw_artist(a)
         buf = io.BytesIO()
         Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).save(buf, format="PNG", compress_level=1)
         return buf.getvalue()
 
     @property
-    def t(self) -> int: return int(self.t_slider.value)
+    def t(self) -> int:
+        return int(self.t_slider.value)
 
     @property
-    def alpha_bar(self) -> float: return float(self.schedule.alpha_bar[self.t])
+    def alpha_bar(self) -> float:
+        return float(self.schedule.alpha_bar[self.t])
 
     @torch.no_grad()
     def predict_x0(self) -> Tensor:
@@ -232,7 +250,8 @@ def noising_explorer(
     fallback: bool = True,  # outside a kernel, print a note and show the static figure
 ) -> NoisingExplorer:  # a widget: slide t and watch x_t, the ᾱ/log-SNR curves, the histogram and x̂0
     "Slide t over [0, T-1] and watch x_t, the ᾱ/log-SNR curves, the pixel histogram and the model's x̂0."
-    if schedule not in SCHEDULE_NAMES: raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, not {schedule!r}")
+    if schedule not in SCHEDULE_NAMES:
+        raise ValueError(f"schedule must be one of {SCHEDULE_NAMES}, not {schedule!r}")
     model = _load_model(model)
     if image is None:
         image, label = synthetic_scene(seed, size or _size_of(model))
@@ -253,7 +272,8 @@ def refresh(self: NoisingExplorer):
     t, ab = self.t, self.alpha_bar
     self.x_t = q_sample(self.x0, torch.tensor([ab]), self.eps).float()
     self.xt_image.value = png_bytes(self.x_t, self.scale)
-    self._m1.set_data([t], [ab]); self._m2.set_data([t], [float(self.schedule.log_snr[t])])
+    self._m1.set_data([t], [ab])
+    self._m2.set_data([t], [float(self.schedule.log_snr[t])])
     hist, _ = np.histogram(self.x_t.numpy().ravel(), self._bins, density=True)
     self._hist.set_data(hist)
     self.plot_image.value = self._plot_png()
@@ -279,7 +299,8 @@ def static_figure(self: NoisingExplorer, ts: Sequence[int] | None = None, pyplot
     for k, t in enumerate(ts):
         ax = fig.add_subplot(1, len(ts), k + 1)
         ab = float(self.schedule.alpha_bar[t])
-        ax.imshow(picture(q_sample(self.x0, torch.tensor([ab]), self.eps))); ax.axis("off")
+        ax.imshow(picture(q_sample(self.x0, torch.tensor([ab]), self.eps)))
+        ax.axis("off")
         ax.set_title(f"t={t}  ᾱ={ab:.3g}", fontsize=8)
     return fig
 
@@ -296,7 +317,8 @@ class DenoisingExplorer(W.VBox):
         self.model, self.label, self.clip, self.scale = model, label, clip, scale
         self.cascade = Cascade(model, [stage]) if stage is not None else None  # the result, lifted by a stage
         T = model.schedule.T
-        _within("steps", steps, 1, T); _within("seed", seed, 0, 2**31 - 1)  # eta, guidance: `sampling_settings` checks
+        _within("steps", steps, 1, T)
+        _within("seed", seed, 0, 2**31 - 1)  # eta, guidance: `sampling_settings` checks
         self.sampler = W.Dropdown(options=list(SAMPLERS), value=sampler, description="sampler")
         self.steps = W.BoundedIntText(value=steps, min=1, max=T, description="steps")
         self.steps_preset = W.ToggleButtons(options=[str(s) for s in THESIS_STEPS], value=None,
@@ -326,7 +348,8 @@ class DenoisingExplorer(W.VBox):
         self.run_button.on_click(lambda b: self.run())
         self.scrubber.observe(lambda c: self.show_step(c["new"]), "value")
         rows = [W.HBox([self.sampler, self.steps, self.spacing]), self.steps_preset, W.HBox([self.eta, self.guidance, self.seed])]
-        if self.cascade is not None: rows.append(W.HBox([self.aug, self.stage_steps]))
+        if self.cascade is not None:
+            rows.append(W.HBox([self.aug, self.stage_steps]))
         controls = W.VBox(rows + [W.HBox([self.run_button, self.progress])])
         pictures = W.HBox([_titled(self.label_image, "label map"), _titled(self.xt_image, "x_t (step input)"),
                            _titled(self.x0_image, "x̂0 at this step"), _titled(self.result_image, "result")])
@@ -340,7 +363,8 @@ class DenoisingExplorer(W.VBox):
                 int(self.seed.value))
 
     @property
-    def trajectory(self): return self.current["trajectory"] if self.current else None
+    def trajectory(self):
+        return self.current["trajectory"] if self.current else None
 
 def denoising_explorer(
     model="demo",  # 'demo', a model/run folder or a model
@@ -365,7 +389,8 @@ def denoising_explorer(
     st = sampling_settings(model, sampler=sampler, steps=steps, eta=eta, spacing=spacing, guidance=guidance, clip=clip)
     ex = DenoisingExplorer(model, lab, st["steps"], st["sampler"], st["eta"], st["spacing"], st["guidance"], seed, st["clip"],
                            stage=stage)
-    if run: ex.run()
+    if run:
+        ex.run()
     return _present(ex, fallback)
 
 # %% ../nbs/07_explore.ipynb #ef7c92de
@@ -399,12 +424,15 @@ def run(self: DenoisingExplorer) -> dict:
                                x0=[png_bytes(v, self.scale) for v in traj.x0])
     self.current = self.cache[key]
     self.result_image.value = self.current["result"]
-    if self.cascade is not None: self.lift()
+    if self.cascade is not None:
+        self.lift()
     n = len(self.current["x_t"])
     with self.scrubber.hold_trait_notifications():
         self.scrubber.disabled, self.scrubber.max = False, n - 1
-    if self.scrubber.value != n - 1: self.scrubber.value = n - 1
-    else: self.show_step(n - 1)
+    if self.scrubber.value != n - 1:
+        self.scrubber.value = n - 1
+    else:
+        self.show_step(n - 1)
     return self.current
 
 @patch
@@ -412,7 +440,8 @@ def lift(self: DenoisingExplorer) -> dict:
     "Lift the current result with the stage at the chosen aug ᾱ and steps (cached): what `Cascade.sample` gives for this seed."
     key = (self.settings(), float(self.aug.value), int(self.stage_steps.value))
     if key not in self.lifts:
-        g = torch.Generator(); g.set_state(self.current["rng"])  # the random stream continues after the base, as in a cascade
+        g = torch.Generator()
+        g.set_state(self.current["rng"])  # the random stream continues after the base, as in a cascade
         start = time.perf_counter()
         with torch.no_grad():
             y = self.cascade.lift(0, self.current["x"], _model_label(self.model, self.label), g, key[2], key[1], progress=False)
@@ -425,7 +454,8 @@ def lift(self: DenoisingExplorer) -> dict:
 @patch
 def show_step(self: DenoisingExplorer, i: int):
     "Show step i of the current trajectory (no network call)."
-    if not self.current: return
+    if not self.current:
+        return
     traj = self.current["trajectory"]
     self.xt_image.value, self.x0_image.value = self.current["x_t"][i], self.current["x0"][i]
     s = self.settings()
@@ -437,7 +467,7 @@ def show_step(self: DenoisingExplorer, i: int):
 
 # %% ../nbs/07_explore.ipynb #204c0ef4
 @patch
-def static_figure(self: DenoisingExplorer, n: int = 6, pyplot: bool = False) -> Figure:
+def static_figure(self: DenoisingExplorer, n: int = 6, pyplot: bool = False) -> Figure:  # noqa: F811 (fastcore @patch: a method of another class)
     "x_t (top) and x̂0 (below) at `n` evenly spread steps of the current run (running it if needed), and the lifted result."
     run = self.current or self.run()
     traj = run["trajectory"]
@@ -447,12 +477,16 @@ def static_figure(self: DenoisingExplorer, n: int = 6, pyplot: bool = False) -> 
     for k, i in enumerate(idx):
         for row, (imgs, name) in enumerate([(traj.x_t, "x_t"), (traj.x0, "x̂0")]):
             ax = fig.add_subplot(2 * (1 + lifted), len(idx), row * len(idx) + k + 1)
-            ax.imshow(picture(imgs[i])); ax.axis("off"); ax.set_title(f"{name}, t={traj.t[i]}", fontsize=8)
+            ax.imshow(picture(imgs[i]))
+            ax.axis("off")
+            ax.set_title(f"{name}, t={traj.t[i]}", fontsize=8)
     if lifted:  # the bottom half: the label map and the stage's 256x448 result
         for k, (img, title) in enumerate([(colorize(self.label), "label map"),
                                           (self.lifted["image"], f"lifted: aug ᾱ {self.aug.value}, {self.stage_steps.value} steps")]):
             ax = fig.add_subplot(2, 2, 3 + k)
-            ax.imshow(img, interpolation="nearest"); ax.axis("off"); ax.set_title(title, fontsize=9)
+            ax.imshow(img, interpolation="nearest")
+            ax.axis("off")
+            ax.set_title(title, fontsize=9)
     return fig
 
 # %% ../nbs/07_explore.ipynb #a06e898d
@@ -489,9 +523,14 @@ class StepSweep(W.VBox):
         "The label map and one panel per step count, titled with time and label consistency."
         k = len(self.steps) + 1
         fig = _new_figure((2 * k, 2.4), pyplot, dpi=80)
-        ax = fig.add_subplot(1, k, 1); ax.imshow(colorize(self.label)); ax.axis("off"); ax.set_title("label map", fontsize=9)
+        ax = fig.add_subplot(1, k, 1)
+        ax.imshow(colorize(self.label))
+        ax.axis("off")
+        ax.set_title("label map", fontsize=9)
         for j, n in enumerate(self.steps):
-            ax = fig.add_subplot(1, k, j + 2); ax.imshow(self.images[n]); ax.axis("off")
+            ax = fig.add_subplot(1, k, j + 2)
+            ax.imshow(self.images[n])
+            ax.axis("off")
             ax.set_title(f"{n} steps\n{self.seconds[n]:.1f} s · mIoU {self.miou[n]:.2f}", fontsize=9)
         fig.tight_layout()
         return fig
@@ -511,7 +550,8 @@ def step_sweep(
     fallback: bool = True,  # outside a kernel, print a note and show the static figure
 ) -> StepSweep:  # a widget of panels with time and label mIoU each
     "One start noise sampled with each of `steps` (the thesis's Figure 18), with time and label mIoU per panel."
-    if not steps or any(int(s) < 1 for s in steps): raise ValueError(f"steps must be positive step counts, not {steps}")
+    if not steps or any(int(s) < 1 for s in steps):
+        raise ValueError(f"steps must be positive step counts, not {steps}")
     model = _load_model(model)
     _, lab = _scene(label, _size_of(model), label_seed)
     st = sampling_settings(model, sampler=sampler, eta=eta, guidance=guidance, clip=clip)
@@ -526,8 +566,10 @@ def handle_of(class_id: int) -> int | None:
 def fill_from_neighbours(label: np.ndarray, mask: np.ndarray) -> np.ndarray:
     "A copy of `label` where each pixel in `mask` takes the class of the nearest pixel outside it."
     mask = np.asarray(mask, bool)
-    if not mask.any(): return label.copy()
-    if mask.all(): raise ValueError("cannot fill: the mask covers the whole label map")
+    if not mask.any():
+        return label.copy()
+    if mask.all():
+        raise ValueError("cannot fill: the mask covers the whole label map")
     _, (iy, ix) = ndimage.distance_transform_edt(mask, return_indices=True)
     return label[iy, ix]
 
@@ -538,10 +580,12 @@ def remove_classes(label: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
 def transform_instrument(label: np.ndarray, class_id: int, dy: float = 0, dx: float = 0, angle: float = 0,
                          scale: float = 1.0, with_handle: bool = True) -> np.ndarray:
     "Move by (dy, dx) pixels, rotate by `angle` degrees about its centroid and scale an instrument's pixels."
-    if scale <= 0: raise ValueError(f"scale must be positive, not {scale}")
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, not {scale}")
     ids = [class_id] + ([h] if with_handle and (h := handle_of(class_id)) is not None else [])
     mask = np.isin(label, ids)
-    if not (label == class_id).any(): raise ValueError(f"class {class_id} ({CLASS_NAMES[class_id]}) is not in the label map")
+    if not (label == class_id).any():
+        raise ValueError(f"class {class_id} ({CLASS_NAMES[class_id]}) is not in the label map")
     out = fill_from_neighbours(label, mask)
     H, W_ = label.shape
     cy, cx = np.argwhere(label == class_id).mean(0)
@@ -560,18 +604,21 @@ def transform_instrument(label: np.ndarray, class_id: int, dy: float = 0, dx: fl
 def add_instrument(label: np.ndarray, class_id: int, tip: tuple[float, float] | None = None, angle: float = 45.0,
                    length: float | None = None, width: float | None = None) -> np.ndarray:
     "Draw an instrument: a shaft of `class_id` from `tip` (default: the pupil's centre) at `angle` degrees, then its handle."
-    if not 0 <= class_id < len(CLASS_NAMES): raise ValueError(f"class id must be in 0..{len(CLASS_NAMES) - 1}, not {class_id}")
+    if not 0 <= class_id < len(CLASS_NAMES):
+        raise ValueError(f"class id must be in 0..{len(CLASS_NAMES) - 1}, not {class_id}")
     H, W_ = label.shape
     m = min(H, W_)
     if tip is None:
         pupil = np.argwhere(label == 0)
         tip = tuple(pupil.mean(0)) if len(pupil) else (H / 2, W_ / 2)
-    length = length or 0.45 * m; width = width or max(1.5, 0.035 * m)
+    length = length or 0.45 * m
+    width = width or max(1.5, 0.035 * m)
     a = math.radians(angle)
     d = np.array([-math.sin(a), math.cos(a)])
     yy, xx = np.mgrid[0:H, 0:W_].astype(np.float64) + 0.5
     def dist(p0, p1):
-        p0, p1 = np.asarray(p0, float), np.asarray(p1, float); d = p1 - p0
+        p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
+        d = p1 - p0
         u = np.clip(((yy - p0[0]) * d[0] + (xx - p0[1]) * d[1]) / max(d @ d, 1e-9), 0, 1)
         return np.hypot(yy - p0[0] - u * d[0], xx - p0[1] - u * d[1])
     out = label.copy()
@@ -587,7 +634,8 @@ class LabelEditor(W.VBox):
     def __init__(self, model, label: np.ndarray, image: np.ndarray | None = None, steps: int = 20,
                  guidance: float = 1.5, style_seed: int = 0, clip: float | None = 1.0, scale: int = 3,
                  invert_steps: int = 50):
-        _within("guidance", guidance, 0, 100); _within("style_seed", style_seed, 0, 2**31 - 1)
+        _within("guidance", guidance, 0, 100)
+        _within("style_seed", style_seed, 0, 2**31 - 1)
         self.model, self.base, self.real, self.steps, self.clip, self.scale = model, label, image, steps, clip, scale
         self.invert_steps = invert_steps
         present = [int(c) for c in np.unique(label) if c != IGNORE]
@@ -596,7 +644,8 @@ class LabelEditor(W.VBox):
         tools = [(n, c) for n, c in names if c >= 7 and c not in handles]   # instrument tips (handles move with them)
         self.remove = W.SelectMultiple(options=names, rows=6, description="remove")
         self.instrument = W.Dropdown(options=[("—", None)] + tools, value=None, description="instrument")
-        self.dy = W.IntSlider(0, -32, 32, description="move ↓"); self.dx = W.IntSlider(0, -32, 32, description="move →")
+        self.dy = W.IntSlider(0, -32, 32, description="move ↓")
+        self.dx = W.IntSlider(0, -32, 32, description="move →")
         self.angle = W.IntSlider(0, -180, 180, step=5, description="rotate °")
         self.scale_slider = W.FloatSlider(1.0, min=0.5, max=2.0, step=0.1, description="scale")
         self.add = W.Dropdown(options=[("—", None)] + [(f"{t} {CLASS_NAMES[t]}", t) for t, _, _ in INSTRUMENTS],
@@ -629,8 +678,10 @@ class LabelEditor(W.VBox):
         if self.instrument.value is not None:
             lab = transform_instrument(lab, self.instrument.value, self.dy.value, self.dx.value, self.angle.value,
                                        self.scale_slider.value)
-        if self.remove.value: lab = remove_classes(lab, self.remove.value)
-        if self.add.value is not None: lab = add_instrument(lab, self.add.value, angle=self.add_angle.value)
+        if self.remove.value:
+            lab = remove_classes(lab, self.remove.value)
+        if self.add.value is not None:
+            lab = add_instrument(lab, self.add.value, angle=self.add_angle.value)
         return lab
 
     def update_label(self):
@@ -686,7 +737,8 @@ def label_editor(
             raise ValueError(f"image must be uint8 {(*lab.shape, 3)} to match the label map, got {image.dtype} {image.shape}")
     st = sampling_settings(model, guidance=guidance, clip=clip)
     ed = LabelEditor(model, lab, image, steps, st["guidance"], style_seed, st["clip"], invert_steps=invert_steps)
-    if generate: ed.generate()
+    if generate:
+        ed.generate()
     return _present(ed, fallback)
 
 # %% ../nbs/07_explore.ipynb #ca6ab43e
@@ -716,12 +768,16 @@ def generate(self: LabelEditor) -> tuple[np.ndarray, np.ndarray]:
 
 # %% ../nbs/07_explore.ipynb #213934b1
 @patch
-def static_figure(self: LabelEditor, pyplot: bool = False) -> Figure:
+def static_figure(self: LabelEditor, pyplot: bool = False) -> Figure:  # noqa: F811 (fastcore @patch: a method of another class)
     "Label maps and images before and after the current edit (generating if needed)."
-    if not hasattr(self, "edited"): self.generate()
+    if not hasattr(self, "edited"):
+        self.generate()
     fig = _new_figure((10, 2.4), pyplot)
     panels = [(colorize(self.base), "label map"), (colorize(self.label), "edited"), (self.original, "original"),
               (self.edited, "regenerated")]
     for k, (im, title) in enumerate(panels):
-        ax = fig.add_subplot(1, 4, k + 1); ax.imshow(im); ax.axis("off"); ax.set_title(title, fontsize=9)
+        ax = fig.add_subplot(1, 4, k + 1)
+        ax.imshow(im)
+        ax.axis("off")
+        ax.set_title(title, fontsize=9)
     return fig

@@ -75,7 +75,8 @@ def is_slow(cell) -> bool:
 def execute(path: Path, slow: bool, timeout: int) -> float:
     "Run one notebook in a fresh python3 kernel started in nbs/; returns the wall time in seconds."
     nb = nbformat.read(path, as_version=4)
-    if not slow: nb.cells = [c for c in nb.cells if not is_slow(c)]
+    if not slow:
+        nb.cells = [c for c in nb.cells if not is_slow(c)]
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
@@ -106,7 +107,8 @@ def main(argv=None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"seconds": times, "total": total, "slow": args.slow, "failed": failed}, indent=2))
-    if failed: print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "1/4 the library is what nbdev_export writes from the notebooks"
+step "1/5 the library is what nbdev_export writes from the notebooks"
 before=$(mktemp -d)
 cp -r surgdiff "$before/"
 nbdev_export
@@ -15,7 +15,7 @@ if ! diff -r -q -x __pycache__ "$before/surgdiff" surgdiff; then
 fi
 echo "in sync"
 
-step "2/4 the notebooks are clean (nbdev_clean changes nothing)"
+step "2/5 the notebooks are clean (nbdev_clean changes nothing)"
 sum() { find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha1sum; }
 s1=$(sum); nbdev_clean; s2=$(sum)
 if [ "$s1" != "$s2" ]; then
@@ -25,9 +25,12 @@ if [ "$s1" != "$s2" ]; then
 fi
 echo "clean"
 
-step "3/4 pytest"
+step "3/5 ruff: pyflakes rules and one statement per line, on the package, tests and benchmarks"
+ruff check --no-cache --select F,E701,E702 surgdiff tests benchmarks
+
+step "4/5 pytest"
 python -m pytest tests/ -q -p no:cacheprovider
 
 # Every notebook runs once, here (nbdev_test would run them a second time for nothing: issue #21).
-step "4/4 every notebook runs top to bottom in a real kernel (nbclient; '#| slow' cells left out)"
+step "5/5 every notebook runs top to bottom in a real kernel (nbclient; '#| slow' cells left out)"
 python tests/execute_notebooks.py --json tests/output/notebook_times.json

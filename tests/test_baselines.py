@@ -94,11 +94,14 @@ def test_same_seed_same_weights_and_interrupted_run_resumes_exactly(tmp_path, sc
     assert not same(checkpoint_tensors(full), checkpoint_tensors(other))
 
     class CtrlCAtFifthStep(torch.utils.data.Dataset):  # a SIGINT arrives while step 4 or 5 loads its batch
-        def __init__(self): self.calls = 0
-        def __len__(self): return len(scenes)
+        def __init__(self):
+            self.calls = 0
+        def __len__(self):
+            return len(scenes)
         def __getitem__(self, i):
             self.calls += 1
-            if self.calls == 4 * 4 * 2 + 1: os.kill(os.getpid(), signal.SIGINT)
+            if self.calls == 4 * 4 * 2 + 1:
+                os.kill(os.getpid(), signal.SIGINT)
             return scenes[i]
     cut = tmp_path / "cut"
     train_baseline(config(name, cut, **kw), progress=False, dataset=CtrlCAtFifthStep())
@@ -111,9 +114,13 @@ def test_same_seed_same_weights_and_interrupted_run_resumes_exactly(tmp_path, sc
 
 def test_cyclegan_is_trained_unpaired_and_pix2pix_paired(tmp_path, scenes):
     class Recorder(torch.utils.data.Dataset):
-        def __init__(self, ds): self.ds, self.calls = ds, []
-        def __len__(self): return len(self.ds)
-        def __getitem__(self, i): self.calls.append(i); return self.ds[i]
+        def __init__(self, ds):
+            self.ds, self.calls = ds, []
+        def __len__(self):
+            return len(self.ds)
+        def __getitem__(self, i):
+            self.calls.append(i)
+            return self.ds[i]
     big = SyntheticScenes(16, (32, 32))
     for name, paired in (("pix2pix", True), ("cyclegan", False)):
         rec = Recorder(big)
@@ -126,8 +133,10 @@ def test_cyclegan_is_trained_unpaired_and_pix2pix_paired(tmp_path, scenes):
 
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, scenes):
     class NaNAfterStep3(torch.utils.data.Dataset):
-        def __init__(self): self.calls = 0
-        def __len__(self): return len(scenes)
+        def __init__(self):
+            self.calls = 0
+        def __len__(self):
+            return len(scenes)
         def __getitem__(self, i):
             self.calls += 1
             x, y = scenes[i]

@@ -51,7 +51,8 @@ def output_dir() -> Path:
 @pytest.fixture()
 def jupyterlab(tmp_path):
     "A JupyterLab server on 127.0.0.1 with a random token, serving a copy of the explorer notebook."
-    work = tmp_path / "lab"; work.mkdir()
+    work = tmp_path / "lab"
+    work.mkdir()
     n_code = without_slow_cells(ROOT / "nbs" / "07_explore.ipynb", work / "07_explore.ipynb")
     port, token = free_port(), secrets.token_hex(16)
     # Render every cell (JupyterLab 4 only renders the cells in view by default, so prompts below would be empty).
@@ -73,7 +74,8 @@ def jupyterlab(tmp_path):
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200: break
+                    if r.status == 200:
+                        break
             except OSError:
                 pass
             if server.poll() is not None or time.time() > deadline:
@@ -113,7 +115,8 @@ def test_explorer_runs_in_jupyterlab_and_the_slider_moves_the_picture(jupyterlab
             while True:
                 texts = prompts.all_inner_texts()
                 done = len(texts) == jupyterlab["n_code"] and all(t.strip() not in ("[ ]:", "[*]:", "") for t in texts)
-                if done and idle.count() >= 1: break
+                if done and idle.count() >= 1:
+                    break
                 assert time.time() < deadline, f"Run All did not finish: prompts {texts}"
                 page.wait_for_timeout(500)
             errors = page.locator("[data-mime-type='application/vnd.jupyter.stderr']:has-text('Traceback')")

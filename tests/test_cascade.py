@@ -201,7 +201,8 @@ def test_the_shipped_stage_agrees_with_its_input_when_downsampled():
 
 
 def test_cli_writes_256x448_by_default_and_the_base_on_request(tmp_path):
-    labels = tmp_path / "L"; labels.mkdir()
+    labels = tmp_path / "L"
+    labels.mkdir()
     Image.fromarray(synthetic_scene(7, (540, 960))[1]).save(labels / "Video1_frame000010.png")  # a CaDIS-sized map
     assert main(["sample", "--labels", str(labels), "--out", str(tmp_path / "o"), "--seed", "3", "--quiet"]) == 0
     assert Image.open(tmp_path / "o" / "Video1_frame000010.png").size == (448, 256)

@@ -1,7 +1,6 @@
 """The `surgdiff` console script: its main job works, and bad input gives one line and a non-zero exit."""
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -172,7 +171,8 @@ def test_bundled_labels_are_the_documented_synthetic_scenes():
 
 def test_real_sized_label_folder_through_the_cli(micro_run, tmp_path):
     from surgdiff.data import synthetic_scene
-    labels = tmp_path / "Labels"; labels.mkdir()
+    labels = tmp_path / "Labels"
+    labels.mkdir()
     a, b = synthetic_scene(5, (540, 960))[1], synthetic_scene(6, (540, 960))[1]
     Image.fromarray(a).save(labels / "Video1_frame000090.png")                       # grey ("L"), as released
     Image.fromarray(np.stack([b] * 3, -1)).save(labels / "Video8_frame020150.png")   # RGB, three equal channels
@@ -193,7 +193,8 @@ def test_python_and_cli_give_the_same_pixels(micro_run, tmp_path):
     rec = dict(sampler="ddim", steps=3, guidance=2.0, clip=1.0)
     folder = export_model(micro_run, tmp_path / "m", sampling=rec)
     assert json.loads((folder / "config.json").read_text())["sampling"] == rec
-    labels = tmp_path / "L"; labels.mkdir()
+    labels = tmp_path / "L"
+    labels.mkdir()
     from surgdiff.data import synthetic_scene
     lab = synthetic_scene(9, (16, 16))[1]
     Image.fromarray(lab).save(labels / "x.png")

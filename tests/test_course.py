@@ -26,7 +26,8 @@ def notebooks() -> list[Path]:
 def _executor():
     import importlib.util
     spec = importlib.util.spec_from_file_location("execute_notebooks", ROOT / "tests" / "execute_notebooks.py")
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
     return mod
 
 
@@ -41,8 +42,10 @@ def test_notebooks_are_committed_with_current_outputs():
         if meta is None:
             stale.append(f"{path.name}: never executed with --write")
             continue
-        if meta["cells_sha256"] != ex.cells_sha256(nb): stale.append(f"{path.name}: its cells changed since its outputs were made")
-        if meta["package_sha256"] != package: stale.append(f"{path.name}: the package or the recorded tables changed since")
+        if meta["cells_sha256"] != ex.cells_sha256(nb):
+            stale.append(f"{path.name}: its cells changed since its outputs were made")
+        if meta["package_sha256"] != package:
+            stale.append(f"{path.name}: the package or the recorded tables changed since")
     assert not stale, ("notebook outputs are stale; run `python tests/execute_notebooks.py --write` (all notebooks, "
                        "in order) and commit:\n" + "\n".join(stale))
 

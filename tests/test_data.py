@@ -177,7 +177,8 @@ def test_layout_statistics_by_hand():
     lab = np.full((40, 80), 6, np.uint8)                   # cornea everywhere
     yy, xx = np.mgrid[:40, :80]
     r = np.hypot(yy - 20, xx - 40)
-    lab[r < 12] = 4; lab[r < 6] = 0                         # iris ring, pupil disc, inside the frame
+    lab[r < 12] = 4
+    lab[r < 6] = 0                         # iris ring, pupil disc, inside the frame
     lab[30:, 70:75] = 19                                    # an instrument at the lower border
     s = layout_statistics([lab])
     assert s["class_fraction"][0] == (lab == 0).mean() and abs(s["class_fraction"].sum() - 1) < 1e-12
@@ -209,7 +210,8 @@ def test_synthetic_world_matches_cadis_md_numbers(synthetic_layouts):
     assert abs(s["iris_radius"] / CADIS_MD["iris_radius"] - 1) <= 0.15
     assert abs(s["iris_at_border"] - CADIS_MD["iris_at_border"]) <= 0.2
     ref = np.zeros(36)
-    for k, v in CADIS_MD["fractions"].items(): ref[k] = v
+    for k, v in CADIS_MD["fractions"].items():
+        ref[k] = v
     assert 0.5 * np.abs(s["class_fraction"] - ref).sum() <= 0.12
     assert 0.5 <= s["class_presence"][35] and s["class_presence"][3] >= 0.6     # iris hooks, retractors: common
 

@@ -17,14 +17,19 @@ class Line(Task):
     def __init__(self, nan_at: int | None = None):
         torch.manual_seed(0)
         self.net, self.nan_at, self.calls = nn.Linear(1, 1), nan_at, 0
-    def parts(self): return {"net": self.net}
-    def make_optimizers(self): return {"optimizer": torch.optim.SGD(self.net.parameters(), lr=0.1)}
+    def parts(self):
+        return {"net": self.net}
+    def make_optimizers(self):
+        return {"optimizer": torch.optim.SGD(self.net.parameters(), lr=0.1)}
     def train_step(self, batch, opts, generator):
         self.calls += 1
         x, y = batch
         loss = ((self.net(x) - y) ** 2).mean()
-        if self.nan_at is not None and self.calls > self.nan_at: return {"loss": loss * float("nan")}
-        opts["optimizer"].zero_grad(); loss.backward(); opts["optimizer"].step()
+        if self.nan_at is not None and self.calls > self.nan_at:
+            return {"loss": loss * float("nan")}
+        opts["optimizer"].zero_grad()
+        loss.backward()
+        opts["optimizer"].step()
         return {"loss": loss}
 
 
@@ -35,16 +40,20 @@ def batches(step):
 
 class StopAfter(Callback):
     order = -5  # a stopping callback: runs before the step's other callbacks
-    def __init__(self, n): self.n = n
-    def before_step(self, state): state.stop = state.done >= self.n
+    def __init__(self, n):
+        self.n = n
+    def before_step(self, state):
+        state.stop = state.done >= self.n
 
 
 class Boom(Callback):
-    def after_fit(self, state): raise OSError("disk full")
+    def after_fit(self, state):
+        raise OSError("disk full")
 
 
 def test_a_stopped_step_sets_no_learning_rate_and_is_saved(tmp_path):
-    task = Line(); opts = task.make_optimizers()
+    task = Line()
+    opts = task.make_optimizers()
     st = fit(task, opts, batches, 20, seed=0, run=tmp_path, progress=False,
              callbacks=[StopAfter(5), LRSchedule({"optimizer": 1.0}, lambda s: 1 / (s + 1)), Checkpoint(every=100)])
     assert st.interrupted and st.done == 5
@@ -88,9 +97,11 @@ def test_an_interrupt_callback_can_be_reused():
 
 
 def test_resume_repeats_the_uninterrupted_run(tmp_path):
-    full = Line(); full_opts = full.make_optimizers()
+    full = Line()
+    full_opts = full.make_optimizers()
     fit(full, full_opts, batches, 12, seed=0, run=tmp_path / "a", progress=False, callbacks=[Checkpoint(every=4), Recorder(1)])
-    part = Line(); part_opts = part.make_optimizers()
+    part = Line()
+    part_opts = part.make_optimizers()
     st = load_training_state(tmp_path / "a" / "checkpoints" / "step_00000008", part.parts(), part_opts)
     fit(part, part_opts, batches, 12, start=st["step"], history=st["history"], seed=0, progress=False)
     assert torch.equal(full.net.weight, part.net.weight) and torch.equal(full.net.bias, part.net.bias)
@@ -98,7 +109,8 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
 
 def test_dict_batches_are_counted():
     class DictLine(Line):
-        def train_step(self, batch, opts, generator): return super().train_step((batch["x"], batch["y"]), opts, generator)
+        def train_step(self, batch, opts, generator):
+            return super().train_step((batch["x"], batch["y"]), opts, generator)
     task = DictLine()
     st = fit(task, task.make_optimizers(), lambda s: dict(zip("xy", batches(s))), 2, progress=False, callbacks=[Recorder(1)])
     assert st.seen == 16 and st.history[-1]["steps_per_s"] > 0

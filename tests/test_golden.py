@@ -96,10 +96,12 @@ def test_demo_samples_match_the_golden_pixels():
 def _close(a, b, path=""):
     if isinstance(a, dict):
         assert set(a) == set(b), (path, sorted(a), sorted(b))
-        for k in a: _close(a[k], b[k], f"{path}.{k}")
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, list):
         assert len(a) == len(b), (path, len(a), len(b))
-        for i, (x, y) in enumerate(zip(a, b)): _close(x, y, f"{path}[{i}]")
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
     elif isinstance(a, float):
         assert b == pytest.approx(a, rel=5e-5, abs=1e-6), (path, a, b)
     else:
@@ -116,5 +118,6 @@ if __name__ == "__main__":
     p.add_argument("--write", action="store_true", help="record the goldens from the current code")
     if p.parse_args().write:
         import tempfile
-        with tempfile.TemporaryDirectory() as d: write(Path(d))
+        with tempfile.TemporaryDirectory() as d:
+            write(Path(d))
         print(f"wrote {GOLDEN}", file=sys.stderr)

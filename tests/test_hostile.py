@@ -120,8 +120,10 @@ def test_nan_stop_calls_a_checkpoint_good_only_if_its_hashes_verify(tmp_path, mo
         calls = {"n": 0}
         def loss(*a, **k):
             calls["n"] += 1
-            if calls["n"] < 4: return real(*a, **k)  # steps 0-2 fine; step_00000002 is written after step 1
-            if damage: flip_one_bit(latest_checkpoint(run) / "model.safetensors")  # damaged on disk meanwhile
+            if calls["n"] < 4:
+                return real(*a, **k)  # steps 0-2 fine; step_00000002 is written after step 1
+            if damage:
+                flip_one_bit(latest_checkpoint(run) / "model.safetensors")  # damaged on disk meanwhile
             return real(*a, **k) * float("nan")
         monkeypatch.setattr(T, "diffusion_loss", loss)
 
@@ -148,14 +150,16 @@ def test_same_stem_in_two_subfolders_gives_two_outputs(label, tmp_path):
 
 @pytest.mark.parametrize("names", [["foo.png", "foo_label.png"], ["contact_sheet.png"]])
 def test_output_name_clashes_are_refused_before_anything_is_written(names, label, tmp_path, capsys):
-    for n in names: write_label(tmp_path / "L" / n, label)
+    for n in names:
+        write_label(tmp_path / "L" / n, label)
     assert main(["sample", "--labels", str(tmp_path / "L"), "--steps", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "written twice" in err and names[-1] in err and not (tmp_path / "o").exists()
 
 
 def test_make_dataset_refuses_frames_that_map_to_the_same_output(label, tmp_path, capsys):
-    for n in ["Video1_frame000000.png", "Video1_frame000005.png"]: write_label(tmp_path / "L" / n, label)
+    for n in ["Video1_frame000000.png", "Video1_frame000005.png"]:
+        write_label(tmp_path / "L" / n, label)
     assert main(["make-dataset", "--labels", str(tmp_path / "L"), "--steps", "2", "--out", str(tmp_path / "o"),
                  "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -163,7 +167,8 @@ def test_make_dataset_refuses_frames_that_map_to_the_same_output(label, tmp_path
 
 
 def test_make_dataset_count_is_the_files_on_disk(label, tmp_path, capsys):
-    for n in ["Video1_frame000000.png", "Video1_frame000010.png"]: write_label(tmp_path / "L" / n, label)
+    for n in ["Video1_frame000000.png", "Video1_frame000010.png"]:
+        write_label(tmp_path / "L" / n, label)
     assert main(["make-dataset", "--labels", str(tmp_path / "L"), "--per-label", "2", "--steps", "2",
                  "--out", str(tmp_path / "o"), "--quiet"]) == 0
     assert "wrote 4 generated pairs" in capsys.readouterr().out
@@ -248,7 +253,8 @@ def test_sample_batch_size_zero_and_read_only_out(tmp_path, capsys, monkeypatch)
     assert main(["sample", "--batch-size", "0", "--steps", "1", "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "--batch-size must be at least 1" in capsys.readouterr().err
     ro = tmp_path / "ro"
-    ro.mkdir(); ro.chmod(0o555)
+    ro.mkdir()
+    ro.chmod(0o555)
     real_access = cli.os.access  # as root every folder is writable, so say what a normal user would be told
     monkeypatch.setattr(cli.os, "access", lambda p, mode: False if Path(p) == ro else real_access(p, mode))
     assert main(["sample", "--steps", "1", "--out", str(ro), "--quiet"]) == 2
@@ -264,8 +270,10 @@ def test_stretching_resize_is_said(tmp_path, capsys, label):
 def test_killed_partial_outputs_are_cleaned_up_by_the_next_run(tmp_path):
     from surgdiff.io import PARTIAL_LOCK, atomic_dir
     dead = tmp_path / ".out.partial-999999999-abc"   # its writer was killed: the lock file is there, nobody holds it
-    dead.mkdir(); (dead / PARTIAL_LOCK).touch()
-    with atomic_dir(tmp_path / "out") as tmp: (tmp / "a").write_text("x")
+    dead.mkdir()
+    (dead / PARTIAL_LOCK).touch()
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a").write_text("x")
     assert not dead.exists() and (tmp_path / "out" / "a").exists() and not (tmp_path / "out" / PARTIAL_LOCK).exists()
     assert (tmp_path / "out").stat().st_mode & 0o777 != 0o700  # the usual permissions, not mkdtemp's 0700
 
@@ -276,7 +284,8 @@ def interrupt_cli(args: list[str], run, sig: str = "SIGINT") -> tuple[int, str, 
     proc = subprocess.Popen([sys.executable, "-m", "surgdiff.cli", *args, "--quiet"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     for _ in range(600):  # the run folder is written just before the first step
-        if (run / "config.json").exists(): break
+        if (run / "config.json").exists():
+            break
         time.sleep(0.1)
     time.sleep(1.0)
     proc.send_signal(getattr(signal, sig))
@@ -335,11 +344,15 @@ def test_a_live_writers_partial_folder_is_never_removed(tmp_path):
     "The writer may live in another container or host (its PID invisible here): its held lock, not its PID, protects it."
     import fcntl
     from surgdiff.io import PARTIAL_LOCK, atomic_dir
-    live = tmp_path / ".out.partial-999999999-live"; live.mkdir()
-    holder = open(live / PARTIAL_LOCK, "wb"); fcntl.flock(holder, fcntl.LOCK_EX)  # another open file: another writer
-    legacy = tmp_path / ".old.partial-999999998-x"; legacy.mkdir()  # from a version without locks: kept, to be safe
+    live = tmp_path / ".out.partial-999999999-live"
+    live.mkdir()
+    holder = open(live / PARTIAL_LOCK, "wb")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another open file: another writer
+    legacy = tmp_path / ".old.partial-999999998-x"
+    legacy.mkdir()  # from a version without locks: kept, to be safe
     try:
-        with atomic_dir(tmp_path / "other") as tmp: (tmp / "a").write_text("x")
+        with atomic_dir(tmp_path / "other") as tmp:
+            (tmp / "a").write_text("x")
         assert live.exists() and legacy.exists()
     finally:
         holder.close()
@@ -457,7 +470,8 @@ def test_a_fifo_or_a_truncated_frame_is_named_before_training_starts(tmp_path):
     import os
     from surgdiff.data import read_image, write_synthetic_cadis
     from surgdiff.train import TrainConfig, train
-    fifo = tmp_path / "frame.png"; os.mkfifo(fifo)
+    fifo = tmp_path / "frame.png"
+    os.mkfifo(fifo)
     with pytest.raises(ValueError, match="not a regular file"):
         read_image(fifo)  # would block forever
     with pytest.raises(ValueError, match="not a regular file"):
@@ -524,7 +538,8 @@ def test_synth_reports_the_frames_it_wrote(tmp_path, capsys):
 def test_sample_streams_each_batch_to_disk_before_the_next(label, tmp_path, monkeypatch):
     "10,000 labels used to be held in memory at once (1.8 GB, nothing written for 10 minutes)."
     import surgdiff.cli as cli
-    for k in range(5): write_label(tmp_path / "labels" / f"l{k}.png", label)
+    for k in range(5):
+        write_label(tmp_path / "labels" / f"l{k}.png", label)
     seen, real = [], cli.generate
     def spy(model, labels, args, seed, generator=None):
         seen.append((len(labels), len(list(tmp_path.glob(".out.partial-*/l*_label.png")))))
@@ -544,10 +559,12 @@ def test_a_run_folder_removed_during_training_stops_it(tmp_path):
 
     class RemovesTheRun(torch.utils.data.Dataset):  # someone deletes the folder while step 3 loads its batch
         calls = 0
-        def __len__(self): return len(scenes)
+        def __len__(self):
+            return len(scenes)
         def __getitem__(self, i):
             RemovesTheRun.calls += 1
-            if RemovesTheRun.calls == 2 * 2 + 1: shutil.rmtree(run)
+            if RemovesTheRun.calls == 2 * 2 + 1:
+                shutil.rmtree(run)
             return scenes[i]
     cfg = TrainConfig(model=MICRO, image_size=(16, 16), steps=6, batch_size=2, sample_every=0, checkpoint_every=2,
                       num_threads=1, bf16=False, out=str(run))
@@ -572,8 +589,10 @@ def test_a_filesystem_without_flock_warns_and_still_writes(tmp_path, monkeypatch
     "ENOSYS/ENOLCK (some FUSE mounts, Lustre noflock) must not read as 'another writer holds it'."
     import errno, fcntl
     from surgdiff.io import atomic_dir, folder_lock
-    def no_flock(f, op): raise OSError(errno.ENOLCK, "No locks available")
+    def no_flock(f, op):
+        raise OSError(errno.ENOLCK, "No locks available")
     monkeypatch.setattr(fcntl, "flock", no_flock)
     with pytest.warns(UserWarning, match="no flock"):
-        with folder_lock(tmp_path / "out"), atomic_dir(tmp_path / "out") as tmp: (tmp / "a").write_text("x")
+        with folder_lock(tmp_path / "out"), atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "a").write_text("x")
     assert (tmp_path / "out" / "a").read_text() == "x"

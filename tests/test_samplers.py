@@ -5,7 +5,6 @@ the previous-step rule that surgdiff deliberately does not copy.
 """
 import math
 
-import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler

@@ -60,7 +60,8 @@ def test_ignore_pixels_are_excluded():
     assert scores_from_confusion(confusion_matrix(good, target, 2))["miou"] == 1.0
     # same through label_consistency: ignore pixels do not count, whatever the image shows there
     imgs, labs = heldout_pairs(2)
-    masked = labs.copy(); masked[:, :32] = 255
+    masked = labs.copy()
+    masked[:, :32] = 255
     r = label_consistency(imgs, masked)
     assert r["n_pixels"] == 2 * 32 * 112
 
@@ -171,23 +172,32 @@ def test_corrupted_checkpoints_raise_checkpoint_error(tmp_path):
     def copy(name):
         return shutil.copytree(src, tmp_path / name)
 
-    d = copy("truncated"); w = d / "model.safetensors"; w.write_bytes(w.read_bytes()[:1000])
+    d = copy("truncated")
+    w = d / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:1000])
     with pytest.raises(CheckpointError):
         load_segmenter(d)
-    d = copy("garbage"); w = d / "model.safetensors"
-    raw = bytearray(w.read_bytes()); raw[:8] = b"\xff" * 8; w.write_bytes(bytes(raw))
+    d = copy("garbage")
+    w = d / "model.safetensors"
+    raw = bytearray(w.read_bytes())
+    raw[:8] = b"\xff" * 8
+    w.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError):
         load_segmenter(d)
-    d = copy("bad_json"); (d / "config.json").write_text('{"kind": "segm')
+    d = copy("bad_json")
+    (d / "config.json").write_text('{"kind": "segm')
     with pytest.raises(CheckpointError):
         load_segmenter(d)
-    d = copy("other_kind"); save_json(d / "config.json", {**load_json(d / "config.json"), "kind": "unet"})
+    d = copy("other_kind")
+    save_json(d / "config.json", {**load_json(d / "config.json"), "kind": "unet"})
     with pytest.raises(CheckpointError, match="segmenter"):
         load_segmenter(d)
-    d = copy("mismatch"); save_json(d / "config.json", {**load_json(d / "config.json"), "base_channels": 8})
+    d = copy("mismatch")
+    save_json(d / "config.json", {**load_json(d / "config.json"), "base_channels": 8})
     with pytest.raises(CheckpointError, match="match"):
         load_segmenter(d)
-    d = copy("wrong_classes"); save_json(d / "config.json", {**load_json(d / "config.json"), "num_classes": 17})
+    d = copy("wrong_classes")
+    save_json(d / "config.json", {**load_json(d / "config.json"), "num_classes": 17})
     with pytest.raises(CheckpointError, match="num_classes"):
         load_segmenter(d)
     with pytest.raises(CheckpointError):

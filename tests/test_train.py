@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -217,7 +216,8 @@ def _attention_sides(unet, x_t, label=None) -> set:
     hooks = [m.register_forward_hook(lambda mod, inp, out: sides.append(tuple(inp[0].shape[-2:])))
              for m in unet.modules() if isinstance(m, SelfAttention)]
     unet(x_t, torch.full((len(x_t),), 0.5, device=x_t.device), label)
-    for h in hooks: h.remove()
+    for h in hooks:
+        h.remove()
     return set(sides)
 
 

@@ -77,9 +77,11 @@ def test_denoising_run_scrub_and_cache(demo):
         pictures.add(ex.x0_image.value)
     assert len(pictures) == 6
     first = ex.result_image.value
-    ex.seed.value = 1; ex.run()
+    ex.seed.value = 1
+    ex.run()
     assert ex.runs == 2 and ex.result_image.value != first
-    ex.seed.value = 0; ex.run()
+    ex.seed.value = 0
+    ex.run()
     assert ex.runs == 2 and ex.result_image.value == first         # cached: no new sampling
     # the same settings in a fresh explorer give the same picture (determinism under the seed)
     again = denoising_explorer(demo, steps=6, guidance=2.0, run=True, fallback=False)
@@ -92,11 +94,14 @@ def test_denoising_controls(demo):
     assert ex.steps.value == 10
     ex.sampler.value = "ddpm"
     assert ex.eta.disabled and ex.settings()[2] == 0.0
-    ex.sampler.value = "ddim"; ex.eta.value = 1.0; ex.steps.value = 3
+    ex.sampler.value = "ddim"
+    ex.eta.value = 1.0
+    ex.steps.value = 3
     ex.run()
     assert ex.runs == 1 and ex.progress.value == 3
     shown_before = ex.result_image.value
-    ex.steps.max = 5000; ex.steps.value = 3000                         # more steps than linear-2000 has
+    ex.steps.max = 5000
+    ex.steps.value = 3000                         # more steps than linear-2000 has
     assert ex.run() == {} and "cannot run" in ex.status.value and ex.progress.bar_style == "danger"
     assert ex.result_image.value == shown_before and ex.runs == 1    # what was shown is kept
 
@@ -191,7 +196,9 @@ def test_denoising_explorer_lifts_with_the_stage(demo):
     ex.run()
     assert ex.runs == 1 and decode_png(ex.lifted_image.value).shape == (256, 448, 3)
     first = ex.lifted_image.value
-    ex.aug.value = 0.5; ex.stage_steps.value = 2; ex.run()
+    ex.aug.value = 0.5
+    ex.stage_steps.value = 2
+    ex.run()
     assert ex.runs == 1 and ex.lifted_image.value != first and "aug ᾱ 0.5, 2 steps" in ex.status.value
     # what the explorer shows is what the cascade samples for the same seed and settings
     with torch.no_grad():

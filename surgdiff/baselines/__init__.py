@@ -8,7 +8,7 @@ __all__ = ['Pix2Pix', 'UNetGenerator', 'SPADEBaseline', 'SPADEGenerator', 'SPADE
 
 # %% ../../nbs/09d_baselines_compared.ipynb #ee0edc0e
 from . import core
-from .core import *
+from .core import *  # noqa: F403 (the package re-exports core)
 # each GAN registers itself on import, in this order (the CLI's and the bench's order)
 from .pix2pix import Pix2Pix, UNetGenerator
 from .spade import SPADEBaseline, SPADEGenerator, SPADEResnetBlock, VGGLoss

@@ -89,7 +89,8 @@ class BaselineConfig(Config):
         _check_baseline_config(self)
 
     @property
-    def kind(self) -> str: return KIND_PREFIX + self.name
+    def kind(self) -> str:
+        return KIND_PREFIX + self.name
 
     def train_config(self) -> TrainConfig:
         "The `TrainConfig` whose data this run trains on (for `build_dataset` and `preview_labels`)."
@@ -104,29 +105,41 @@ class BaselineConfig(Config):
 # %% ../../nbs/09_baselines.ipynb #12957fb3
 def _check_baseline_config(c: BaselineConfig) -> None:
     "Raise a ValueError naming the first bad field of `c`."
-    if c.name not in BASELINES: raise ValueError(f"name must be one of {list(BASELINES)}, not {c.name!r}")
+    if c.name not in BASELINES:
+        raise ValueError(f"name must be one of {list(BASELINES)}, not {c.name!r}")
     gan = BASELINES[c.name]
-    if len(c.image_size) != 2 or min(c.image_size) < 8: raise ValueError(f"image_size must be (H, W) with sides >= 8, not {c.image_size}")
+    if len(c.image_size) != 2 or min(c.image_size) < 8:
+        raise ValueError(f"image_size must be (H, W) with sides >= 8, not {c.image_size}")
     for f in ("gen_channels", "disc_channels", "disc_layers", "steps", "batch_size", "log_every", "checkpoint_every",
               "spade_hidden", "z_dim", "num_discriminators", "synthetic_scenes"):
-        if not (isinstance(getattr(c, f), int) and getattr(c, f) >= 1): raise ValueError(f"{f} must be a positive int, not {getattr(c, f)!r}")
+        if not (isinstance(getattr(c, f), int) and getattr(c, f) >= 1):
+            raise ValueError(f"{f} must be a positive int, not {getattr(c, f)!r}")
     for f in ("resnet_blocks", "pool_size", "sample_every", "keep_checkpoints"):
-        if not (isinstance(getattr(c, f), int) and getattr(c, f) >= 0): raise ValueError(f"{f} must be an int >= 0, not {getattr(c, f)!r}")
+        if not (isinstance(getattr(c, f), int) and getattr(c, f) >= 0):
+            raise ValueError(f"{f} must be an int >= 0, not {getattr(c, f)!r}")
     for f in ("lr", "lr_d"):
-        if getattr(c, f) is not None and not getattr(c, f) > 0: raise ValueError(f"{f} must be positive, not {getattr(c, f)}")
-    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas): raise ValueError(f"betas must be two numbers in [0, 1), not {c.betas}")
+        if getattr(c, f) is not None and not getattr(c, f) > 0:
+            raise ValueError(f"{f} must be positive, not {getattr(c, f)}")
+    if len(c.betas) != 2 or not all(0 <= b < 1 for b in c.betas):
+        raise ValueError(f"betas must be two numbers in [0, 1), not {c.betas}")
     for f in ("l1_weight", "fm_weight", "vgg_weight", "cycle_weight", "identity_weight"):
-        if not getattr(c, f) >= 0: raise ValueError(f"{f} must be >= 0, not {getattr(c, f)}")
-    if not 0 <= c.dropout < 1: raise ValueError(f"dropout must be in [0, 1), not {c.dropout}")
-    if not 0 <= c.decay_from <= 1: raise ValueError(f"decay_from must be in [0, 1], not {c.decay_from}")
-    if c.spade_norm not in NORMS: raise ValueError(f"spade_norm must be one of {NORMS}, not {c.spade_norm!r}")
-    if c.spade_input not in ("z", "label"): raise ValueError(f"spade_input must be 'z' or 'label', not {c.spade_input!r}")
+        if not getattr(c, f) >= 0:
+            raise ValueError(f"{f} must be >= 0, not {getattr(c, f)}")
+    if not 0 <= c.dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), not {c.dropout}")
+    if not 0 <= c.decay_from <= 1:
+        raise ValueError(f"decay_from must be in [0, 1], not {c.decay_from}")
+    if c.spade_norm not in NORMS:
+        raise ValueError(f"spade_norm must be one of {NORMS}, not {c.spade_norm!r}")
+    if c.spade_input not in ("z", "label"):
+        raise ValueError(f"spade_input must be 'z' or 'label', not {c.spade_input!r}")
     gan.check(c)  # what only this GAN needs (its generator's down/up-samplings)
     scales = gan.discriminator_scales(c)
     if min(c.image_size) // 2 ** (c.disc_layers + scales - 1) < 3:
         raise ValueError(f"disc_layers={c.disc_layers} with {scales} discriminator scale(s) is too deep for image_size "
                          f"{c.image_size}: the coarsest PatchGAN would see less than 2×2 pixels")
-    if c.vgg_loss and not gan.uses_vgg: raise ValueError(f"vgg_loss is a SPADE option, not one of {c.name!r}")
+    if c.vgg_loss and not gan.uses_vgg:
+        raise ValueError(f"vgg_loss is a SPADE option, not one of {c.name!r}")
     if c.vgg_loss and not c.vgg_weights:
         raise ValueError("vgg_loss=True needs vgg_weights: a local safetensors file of torchvision's vgg19 state dict "
                          "(no pretrained VGG weights can be downloaded here)")
@@ -134,9 +147,11 @@ def _check_baseline_config(c: BaselineConfig) -> None:
 # %% ../../nbs/09_baselines.ipynb #e7c2075c
 def baseline_config(name: str, preset: str = "demo", **overrides) -> BaselineConfig:
     "The `preset` ('demo' or 'paper', each GAN's `PRESETS`) of baseline `name`, with `overrides`; `out` defaults to runs/baselines/<name>."
-    if name not in BASELINES: raise ValueError(f"name must be one of {list(BASELINES)}, not {name!r}")
+    if name not in BASELINES:
+        raise ValueError(f"name must be one of {list(BASELINES)}, not {name!r}")
     presets = BASELINES[name].PRESETS
-    if preset not in presets: raise ValueError(f"preset must be one of {sorted(presets)}, not {preset!r}")
+    if preset not in presets:
+        raise ValueError(f"preset must be one of {sorted(presets)}, not {preset!r}")
     return BaselineConfig(**{"name": name, "out": f"runs/baselines/{name}", **presets[preset], **overrides})
 
 # %% ../../nbs/09_baselines.ipynb #c6165c33
@@ -145,7 +160,8 @@ def init_normal(module: nn.Module, std: float = 0.02) -> nn.Module:
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, std)
-            if m.bias is not None: nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     return module
 
 def gan_conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0, bias: bool = True,
@@ -173,7 +189,8 @@ class PatchDiscriminator(nn.Module):
         "Every block's output; the last one is the (B, 1, h, w) map of logits."
         feats = []
         for block in self.blocks:
-            x = block(x); feats.append(x)
+            x = block(x)
+            feats.append(x)
         return feats
 
 class MultiScaleDiscriminator(nn.Module):
@@ -185,7 +202,8 @@ class MultiScaleDiscriminator(nn.Module):
     def forward(self, x: Tensor) -> list[list[Tensor]]:
         out = []
         for k, d in enumerate(self.discriminators):
-            if k: x = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+            if k:
+                x = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
             out.append(d(x))
         return out
 
@@ -203,9 +221,11 @@ class BaselineGenerator(nn.Module):
         self.net = self.gan.make_generator(c, self.num_classes)
 
     @property
-    def num_classes(self) -> int: return classes_in(self.config.grouping)
+    def num_classes(self) -> int:
+        return classes_in(self.config.grouping)
     @property
-    def kind(self) -> str: return self.config.kind
+    def kind(self) -> str:
+        return self.config.kind
 
     def prepare_label(self, label: Tensor) -> Tensor:
         "Map original CaDIS ids (0..35, 255 = ignore) to this model's grouping."
@@ -213,7 +233,8 @@ class BaselineGenerator(nn.Module):
 
     def net_input(self, label: Tensor) -> Tensor:
         "What the network eats: the one-hot map (pix2pix, SPADE) or the colourised map (CycleGAN)."
-        if self.gan.label_input == "colour": return colour_input(label)
+        if self.gan.label_input == "colour":
+            return colour_input(label)
         return one_hot_labels(label, self.num_classes, tuple(label.shape), device=label.device)
 
     def sample_z(self, batch: int, generator: torch.Generator | None = None) -> Tensor | None:
@@ -243,7 +264,8 @@ class BaselineGenerator(nn.Module):
             z = None if z is None else z.to(device)
             if self.config.test_dropout:  # the pix2pix paper's noise: dropout kept on (other baselines have none)
                 for m in self.modules():
-                    if isinstance(m, nn.Dropout): m.train()
+                    if isinstance(m, nn.Dropout):
+                        m.train()
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
                     return self(label, z).float()
@@ -253,7 +275,8 @@ class BaselineGenerator(nn.Module):
 
 # %% ../../nbs/09_baselines.ipynb #7819d700
 def set_requires_grad(modules, flag: bool) -> None:
-    for m in modules: m.requires_grad_(flag)
+    for m in modules:
+        m.requires_grad_(flag)
 
 def bce_loss(logits: Tensor, target: float) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
@@ -270,21 +293,27 @@ class GANBaseline(nn.Module, Task):
     uses_vgg = False                     # may `vgg_loss` be switched on?
 
     @staticmethod
-    def make_generator(c: BaselineConfig, num_classes: int) -> nn.Module: raise NotImplementedError
+    def make_generator(c: BaselineConfig, num_classes: int) -> nn.Module:
+        raise NotImplementedError
     @staticmethod
-    def z_dim(c: BaselineConfig) -> int | None: return None
+    def z_dim(c: BaselineConfig) -> int | None:
+        return None
     @staticmethod
-    def check(c: BaselineConfig) -> None: "Raise a ValueError naming a field this GAN cannot work with."
+    def check(c: BaselineConfig) -> None:
+        "Raise a ValueError naming a field this GAN cannot work with."
     @staticmethod
-    def discriminator_scales(c: BaselineConfig) -> int: return 1
+    def discriminator_scales(c: BaselineConfig) -> int:
+        return 1
 
     def __init__(self, config: BaselineConfig):
         super().__init__()
         self.config = config
         self.generator = BaselineGenerator(config)
 
-    def generator_parameters(self): return self.generator.parameters()
-    def discriminators(self) -> list[nn.Module]: raise NotImplementedError
+    def generator_parameters(self):
+        return self.generator.parameters()
+    def discriminators(self) -> list[nn.Module]:
+        raise NotImplementedError
     def parts(self) -> dict[str, nn.Module]:
         "The modules a checkpoint holds, by file name."
         raise NotImplementedError
@@ -305,7 +334,9 @@ class GANBaseline(nn.Module, Task):
         raise NotImplementedError
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor) -> None:
-    opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 def register_baseline(cls: type[GANBaseline]) -> type[GANBaseline]:
     "Class decorator: make the GAN `cls` a baseline under `cls.name` (configs, `baseline_config`, CLI, bench)."
@@ -330,11 +361,14 @@ def lr_factor(step: int, cfg: BaselineConfig) -> float:
 def plot_baseline_losses(history: list, ax=None, keys: tuple[str, ...] | None = None):
     "Loss curves of a baseline run's history (one line per logged loss)."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(6, 3.2))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.2))
     keys = keys or [k for k in history[0] if k not in ("step", "lr", "images_per_s", "steps_per_s")] if history else []
     steps = [h["step"] for h in history]
-    for k in keys: ax.plot(steps, [h[k] for h in history], lw=0.8, label=k)
-    ax.set(xlabel="step", ylabel="loss", title="training losses"); ax.legend(fontsize=7)
+    for k in keys:
+        ax.plot(steps, [h[k] for h in history], lw=0.8, label=k)
+    ax.set(xlabel="step", ylabel="loss", title="training losses")
+    ax.legend(fontsize=7)
     return ax
 
 def _write_monitor(run: Path, history: list, gen: BaselineGenerator, previews: Tensor, step: int) -> None:
@@ -342,9 +376,14 @@ def _write_monitor(run: Path, history: list, gen: BaselineGenerator, previews: T
     import matplotlib.pyplot as plt
     from PIL import Image
     if history:
-        ax = plot_baseline_losses(history); ax.figure.tight_layout(); ax.figure.savefig(run / "loss.png", dpi=90); plt.close(ax.figure)
-    was = gen.training; gen.eval()
-    with torch.no_grad(): x = gen(previews, gen.sample_z(len(previews), torch.Generator().manual_seed(0)))
+        ax = plot_baseline_losses(history)
+        ax.figure.tight_layout()
+        ax.figure.savefig(run / "loss.png", dpi=90)
+        plt.close(ax.figure)
+    was = gen.training
+    gen.eval()
+    with torch.no_grad():
+        x = gen(previews, gen.sample_z(len(previews), torch.Generator().manual_seed(0)))
     gen.train(was)
     imgs = to_uint8(x, check_range=False)
     (run / "samples").mkdir(exist_ok=True)
@@ -408,7 +447,8 @@ def run_history(run: str | Path) -> list[dict]:
 def load_baseline(path: str | Path, name: str | None = None, device: str | torch.device = "cpu") -> BaselineGenerator:
     "A ready `BaselineGenerator` (eval mode) from a model folder or a run folder (latest checkpoint); `name` checks the baseline."
     path = Path(path)
-    if not path.is_dir(): raise CheckpointError(f"no baseline model or run folder {path}")
+    if not path.is_dir():
+        raise CheckpointError(f"no baseline model or run folder {path}")
     if (path / "latest.json").exists():
         cfg = _baseline_config(load_json(path / "config.json"), path / "config.json")
         ck = latest_checkpoint(path)
@@ -419,7 +459,8 @@ def load_baseline(path: str | Path, name: str | None = None, device: str | torch
         if not (isinstance(kind, str) and kind.startswith(KIND_PREFIX)):
             raise CheckpointError(f"{path / 'config.json'} describes a {kind!r}, not a surgdiff baseline ({KIND_PREFIX}<name>)")
         cfg = _baseline_config(d, path / "config.json")
-        if kind != cfg.kind: raise CheckpointError(f"{path / 'config.json'}: kind {kind!r} does not match name {cfg.name!r}")
+        if kind != cfg.kind:
+            raise CheckpointError(f"{path / 'config.json'}: kind {kind!r} does not match name {cfg.name!r}")
         weights, sha = path / "generator.safetensors", d.get("weights_sha256")
     if name is not None and cfg.name != name:
         raise CheckpointError(f"{path} holds a {cfg.kind!r}, not a {KIND_PREFIX + name!r}")

@@ -21,17 +21,20 @@ class ResnetBlock(nn.Module):
         super().__init__()
         self.block = nn.Sequential(nn.ReflectionPad2d(1), gan_conv(channels, channels, 3), nn.InstanceNorm2d(channels), nn.ReLU(),
                                    nn.ReflectionPad2d(1), gan_conv(channels, channels, 3), nn.InstanceNorm2d(channels))
-    def forward(self, x: Tensor) -> Tensor: return x + self.block(x)
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
 
 class ResnetGenerator(nn.Sequential):
     "CycleGAN's generator: c7s1-w, two stride-2 down-samplings, `blocks` residual blocks, two up-samplings, c7s1-3, tanh."
     def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 64, blocks: int = 9):
         layers, c = [nn.ReflectionPad2d(3), gan_conv(in_channels, width, 7), nn.InstanceNorm2d(width), nn.ReLU()], width
         for _ in range(2):
-            layers += [gan_conv(c, 2 * c, 3, 2, 1), nn.InstanceNorm2d(2 * c), nn.ReLU()]; c *= 2
+            layers += [gan_conv(c, 2 * c, 3, 2, 1), nn.InstanceNorm2d(2 * c), nn.ReLU()]
+            c *= 2
         layers += [ResnetBlock(c) for _ in range(blocks)]
         for _ in range(2):
-            layers += [gan_conv(c, c // 2, 3, 2, 1, transpose=True, output_padding=1), nn.InstanceNorm2d(c // 2), nn.ReLU()]; c //= 2
+            layers += [gan_conv(c, c // 2, 3, 2, 1, transpose=True, output_padding=1), nn.InstanceNorm2d(c // 2), nn.ReLU()]
+            c //= 2
         layers += [nn.ReflectionPad2d(3), gan_conv(c, out_channels, 7), nn.Tanh()]
         super().__init__(*layers)
 
@@ -45,19 +48,24 @@ class ImagePool(nn.Module):
 
     def query(self, fakes: Tensor, generator: torch.Generator) -> Tensor:
         "Each fake goes into the pool; half the time (once it is full) an older image is returned in its place."
-        if self.size == 0: return fakes.detach()
+        if self.size == 0:
+            return fakes.detach()
         out = []
         for img in fakes.detach():
             if int(self.count) < self.size:
-                self.images[int(self.count)] = img; self.count += 1; out.append(img)
+                self.images[int(self.count)] = img
+                self.count += 1
+                out.append(img)
             elif torch.rand((), generator=generator) < 0.5:
                 k = int(torch.randint(self.size, (), generator=generator))
-                out.append(self.images[k].clone()); self.images[k] = img
+                out.append(self.images[k].clone())
+                self.images[k] = img
             else:
                 out.append(img)
         return torch.stack(out)
 
-def _lsgan(pred: Tensor, target: float) -> Tensor: return ((pred - target) ** 2).mean()
+def _lsgan(pred: Tensor, target: float) -> Tensor:
+    return ((pred - target) ** 2).mean()
 
 @register_baseline
 class CycleGAN(GANBaseline):
@@ -69,7 +77,8 @@ class CycleGAN(GANBaseline):
                "paper": dict(gen_channels=64, disc_channels=64, resnet_blocks=6, batch_size=1, steps=200_000,
                              checkpoint_every=5000)}
     @staticmethod
-    def make_generator(c, num_classes): return ResnetGenerator(3, 3, c.gen_channels, c.resnet_blocks)
+    def make_generator(c, num_classes):
+        return ResnetGenerator(3, 3, c.gen_channels, c.resnet_blocks)
     @staticmethod
     def check(c):
         if c.image_size[0] % 4 or c.image_size[1] % 4:
@@ -82,8 +91,10 @@ class CycleGAN(GANBaseline):
         self.discriminator_a = PatchDiscriminator(3, c.disc_channels, c.disc_layers)
         self.discriminator_b = PatchDiscriminator(3, c.disc_channels, c.disc_layers)
         self.pool_a, self.pool_b = ImagePool(c.pool_size, shape), ImagePool(c.pool_size, shape)
-    def generator_parameters(self): return [*self.generator.parameters(), *self.generator_ba.parameters()]
-    def discriminators(self): return [self.discriminator_a, self.discriminator_b]
+    def generator_parameters(self):
+        return [*self.generator.parameters(), *self.generator_ba.parameters()]
+    def discriminators(self):
+        return [self.discriminator_a, self.discriminator_b]
     def parts(self):
         return {"generator": self.generator, "generator_ba": self.generator_ba, "discriminator_a": self.discriminator_a,
                 "discriminator_b": self.discriminator_b, "pool_a": self.pool_a, "pool_b": self.pool_b}

@@ -24,21 +24,26 @@ class UNetGenerator(nn.Module):
         for i in range(downs):
             layers = [] if i == 0 else [nn.LeakyReLU(0.2)]
             layers.append(gan_conv(in_channels if i == 0 else chans[i - 1], chans[i], 4, 2, 1))
-            if 0 < i < downs - 1: layers.append(nn.InstanceNorm2d(chans[i]))
+            if 0 < i < downs - 1:
+                layers.append(nn.InstanceNorm2d(chans[i]))
             self.down.append(nn.Sequential(*layers))
         self.up = nn.ModuleList()
         for j in reversed(range(downs)):  # innermost first
             cout = out_channels if j == 0 else chans[j - 1]
             layers = [nn.ReLU(), gan_conv(chans[j] if j == downs - 1 else 2 * chans[j], cout, 4, 2, 1, transpose=True)]
-            if j > 0: layers.append(nn.InstanceNorm2d(cout))
-            if 4 <= j < downs - 1 and dropout > 0: layers.append(nn.Dropout(dropout))  # the 8·width blocks
-            if j == 0: layers.append(nn.Tanh())
+            if j > 0:
+                layers.append(nn.InstanceNorm2d(cout))
+            if 4 <= j < downs - 1 and dropout > 0:
+                layers.append(nn.Dropout(dropout))  # the 8·width blocks
+            if j == 0:
+                layers.append(nn.Tanh())
             self.up.append(nn.Sequential(*layers))
 
     def forward(self, seg: Tensor) -> Tensor:
         skips, h = [], seg
         for down in self.down:
-            h = down(h); skips.append(h)
+            h = down(h)
+            skips.append(h)
         h = self.up[0](skips[-1])
         for up, skip in zip(self.up[1:], reversed(skips[:-1])):
             h = up(torch.cat([skip, h], 1))
@@ -54,17 +59,21 @@ class Pix2Pix(GANBaseline):
                             batch_size=16, steps=3000, checkpoint_every=250),
                "paper": dict(gen_channels=64, disc_channels=64, batch_size=1, steps=200_000, checkpoint_every=5000)}
     @staticmethod
-    def make_generator(c, num_classes): return UNetGenerator(num_classes, 3, c.downs, c.gen_channels, c.dropout)
+    def make_generator(c, num_classes):
+        return UNetGenerator(num_classes, 3, c.downs, c.gen_channels, c.dropout)
     @staticmethod
     def check(c):
-        if c.downs < 2: raise ValueError(f"unet_downs={c.downs}: pix2pix needs unet_downs >= 2")
+        if c.downs < 2:
+            raise ValueError(f"unet_downs={c.downs}: pix2pix needs unet_downs >= 2")
         check_divisible(c, c.downs, "unet_downs")
 
     def __init__(self, config: BaselineConfig):
         super().__init__(config)
         self.discriminator = PatchDiscriminator(self.generator.num_classes + 3, config.disc_channels, config.disc_layers)
-    def discriminators(self): return [self.discriminator]
-    def parts(self): return {"generator": self.generator, "discriminator": self.discriminator}
+    def discriminators(self):
+        return [self.discriminator]
+    def parts(self):
+        return {"generator": self.generator, "discriminator": self.discriminator}
 
     def train_step(self, batch, opts, generator):
         label, image = batch

@@ -25,11 +25,13 @@ class SPADEResnetBlock(nn.Module):
     def __init__(self, cin: int, cout: int, num_classes: int, hidden: int = 128, norm: str = "batch"):
         super().__init__()
         mid = min(cin, cout)
-        def spade(ch): return init_normal(SPADE(ch, num_classes, hidden, norm, groups=min(32, ch), kernel_size=3))
+        def spade(ch):
+            return init_normal(SPADE(ch, num_classes, hidden, norm, groups=min(32, ch), kernel_size=3))
         self.norm_0, self.conv_0 = spade(cin), gan_conv(cin, mid, 3, 1, 1, spectral=True)
         self.norm_1, self.conv_1 = spade(mid), gan_conv(mid, cout, 3, 1, 1, spectral=True)
         self.learned_shortcut = cin != cout
-        if self.learned_shortcut: self.norm_s, self.conv_s = spade(cin), gan_conv(cin, cout, 1, bias=False, spectral=True)
+        if self.learned_shortcut:
+            self.norm_s, self.conv_s = spade(cin), gan_conv(cin, cout, 1, bias=False, spectral=True)
 
     def forward(self, x: Tensor, seg: Tensor) -> Tensor:
         x_s = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x
@@ -74,8 +76,11 @@ class VGGLoss(nn.Module):
         super().__init__()
         layers, c = [], 3
         for v in _VGG19:
-            if v == "M": layers.append(nn.MaxPool2d(2, 2))
-            else: layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU()]; c = v
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU()]
+                c = v
         self.features = nn.Sequential(*layers)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
@@ -83,7 +88,8 @@ class VGGLoss(nn.Module):
             state = load_tensors(weights_path)
             state = {k: v for k, v in state.items() if k.startswith("features.") and k in self.features.state_dict(prefix="features.")}
             missing = sorted(set(self.features.state_dict(prefix="features.")) - set(state))
-            if missing: raise CheckpointError(f"{weights_path} is not torchvision's vgg19 state dict: missing {missing[:3]}")
+            if missing:
+                raise CheckpointError(f"{weights_path} is not torchvision's vgg19 state dict: missing {missing[:3]}")
             self.features.load_state_dict({k[len("features."):]: v for k, v in state.items()})
         self.requires_grad_(False).eval()
 
@@ -91,11 +97,13 @@ class VGGLoss(nn.Module):
         x, out = ((x + 1) / 2 - self.mean) / self.std, []
         for i, layer in enumerate(self.features):
             x = layer(x)
-            if i in self.taps: out.append(x)
+            if i in self.taps:
+                out.append(x)
         return out
 
     def forward(self, fake: Tensor, real: Tensor) -> Tensor:
-        with torch.no_grad(): target = self._features(real)
+        with torch.no_grad():
+            target = self._features(real)
         return sum(w * (f - t).abs().mean() for w, f, t in zip(self.weights, self._features(fake), target))
 
 # %% ../../nbs/09b_spade_gan.ipynb #1d327076
@@ -115,11 +123,14 @@ class SPADEBaseline(GANBaseline):
         return SPADEGenerator(num_classes, c.image_size, c.gen_channels, c.spade_ups, c.spade_hidden, c.spade_norm,
                               c.z_dim if c.spade_input == "z" else None)
     @staticmethod
-    def z_dim(c): return c.z_dim if c.spade_input == "z" else None
+    def z_dim(c):
+        return c.z_dim if c.spade_input == "z" else None
     @staticmethod
-    def check(c): check_divisible(c, c.spade_ups, "spade_ups")
+    def check(c):
+        check_divisible(c, c.spade_ups, "spade_ups")
     @staticmethod
-    def discriminator_scales(c): return c.num_discriminators
+    def discriminator_scales(c):
+        return c.num_discriminators
 
     def __init__(self, config: BaselineConfig):
         super().__init__(config)
@@ -127,8 +138,10 @@ class SPADEBaseline(GANBaseline):
         self.discriminator = MultiScaleDiscriminator(self.generator.num_classes + 3, c.disc_channels, c.disc_layers,
                                                      c.num_discriminators, spectral=True)
         self.vgg = VGGLoss(c.vgg_weights) if c.vgg_loss else None
-    def discriminators(self): return [self.discriminator]
-    def parts(self): return {"generator": self.generator, "discriminator": self.discriminator}
+    def discriminators(self):
+        return [self.discriminator]
+    def parts(self):
+        return {"generator": self.generator, "discriminator": self.discriminator}
 
     def train_step(self, batch, opts, generator):
         label, image = batch
@@ -138,14 +151,16 @@ class SPADEBaseline(GANBaseline):
         fake = self.generator.net(seg, None if z is None else z.to(x.device))
         set_requires_grad([D], False)
         pred_fake = D(torch.cat([seg, fake], 1))
-        with torch.no_grad(): pred_real = D(torch.cat([seg, x], 1))
+        with torch.no_grad():
+            pred_real = D(torch.cat([seg, x], 1))
         K = len(pred_fake)
         gan = -sum(pf[-1].mean() for pf in pred_fake) / K
         fm = sum((f - r).abs().mean() for pf, pr in zip(pred_fake, pred_real) for f, r in zip(pf[:-1], pr[:-1])) / K
         loss_g = gan + c.fm_weight * fm
         out = {}
         if self.vgg is not None:
-            out["vgg"] = self.vgg(fake, x); loss_g = loss_g + c.vgg_weight * out["vgg"]
+            out["vgg"] = self.vgg(fake, x)
+            loss_g = loss_g + c.vgg_weight * out["vgg"]
         optimizer_step(opts["optimizer_g"], loss_g)
         set_requires_grad([D], True)
         pred_fake = D(torch.cat([seg, fake.detach()], 1))
