@@ -21,7 +21,7 @@ state = json.loads((latest_checkpoint(run) / "state.json").read_text())
 (out / "history.json").write_text(json.dumps({"step": state["step"], "history": state["history"]}))
 plot_loss(state["history"], out / "loss.png")
 m = load_pretrained(out / "demo").cuda()
-cfg = TrainConfig.from_json(run / "config.json")
+cfg = TrainConfig.load(run / "config.json")
 Image.fromarray(sample_grid(m, preview_labels(cfg, 8).cuda(), 40)).save(out / "samples_ddim40.png")
 print("exported step", state["step"], "rate img/s", state["history"][-1]["images_per_s"])
 PY

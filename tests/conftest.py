@@ -1,10 +1,20 @@
-"""Shared test helpers: where the real CaDIS label maps are (they live outside the project)."""
+"""Shared test helpers: the micro U-Net the training tests use, the `slow` marker, and where the real CaDIS label maps
+are (they live outside the project)."""
 import os
 from pathlib import Path
 
 import pytest
 
 REAL_LABELS_REL = Path("shared/reference/cadis_real_labels")
+
+#: A U-Net small enough to train in seconds (a UNetConfig dict); `from conftest import MICRO` in a test module.
+MICRO = dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=[], mid_attention=False,
+             norm_groups=8, dropout=0.1, spade_hidden=16)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes of CPU (golden runs, torchrun, the browser); "
+                                       "`pytest -m 'not slow'` leaves them out while developing, CI runs them")
 
 
 def find_real_labels() -> Path | None:

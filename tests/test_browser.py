@@ -95,6 +95,7 @@ def jupyterlab(tmp_path):
         log.close()
 
 
+@pytest.mark.slow
 def test_explorer_runs_in_jupyterlab_and_the_slider_moves_the_picture(jupyterlab, output_dir):
     from playwright.sync_api import sync_playwright
     assert Path(CHROMIUM).exists(), f"Debian's chromium is needed at {CHROMIUM} (apt-get install chromium)"

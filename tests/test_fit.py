@@ -116,6 +116,7 @@ def test_dict_batches_are_counted():
     assert st.seen == 16 and st.history[-1]["steps_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_train_one_model(tmp_path):
     "DDP on the CPU (gloo): both ranks take every step, only rank 0 writes, and the run loads."
     script = tmp_path / "ddp.py"

@@ -21,6 +21,7 @@ from surgdiff.samplers import sample
 from surgdiff.segment import SegmenterConfig, synthetic_pairs, train_segmenter
 from surgdiff.model import load_pretrained
 from surgdiff.train import TrainConfig, train
+from conftest import MICRO
 
 TIMING = {"images_per_s", "steps_per_s"}  # history entries that measure the machine, not the model
 GOLDEN = Path(__file__).parent / "golden"
@@ -30,8 +31,6 @@ SAMPLE_CASES = {  # every setting explicit, so that changing the model's recomme
     "ddpm6": dict(sampler="ddpm", steps=6, spacing="trailing", guidance=1.0, clip=1.0),
     "ddim5_eta": dict(sampler="ddim", steps=5, eta=0.7, spacing="trailing", guidance=2.0, clip=1.0),
 }
-MICRO = dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=[], mid_attention=False,
-             norm_groups=8, dropout=0.1, spade_hidden=16)
 GAN = dict(image_size=(32, 32), synthetic_scenes=4, batch_size=2, steps=4, gen_channels=8, disc_channels=8,
            disc_layers=2, spade_hidden=16, z_dim=16, spade_ups=3, resnet_blocks=1, pool_size=4, lr=1e-3,
            decay_from=1.0, log_every=1, checkpoint_every=4, num_threads=1)
@@ -82,6 +81,7 @@ def write(tmp: Path) -> None:
     (GOLDEN / "training_losses.json").write_text(json.dumps(training_losses(tmp), indent=1) + "\n")
 
 
+@pytest.mark.slow
 def test_demo_samples_match_the_golden_pixels():
     with np.load(GOLDEN / "demo_samples.npz", allow_pickle=False) as f:
         golden = {k: f[k] for k in f.files}
@@ -108,6 +108,7 @@ def _close(a, b, path=""):
         assert a == b, (path, a, b)
 
 
+@pytest.mark.slow
 def test_training_losses_match_the_golden_histories(tmp_path):
     golden = json.loads((GOLDEN / "training_losses.json").read_text())
     _close(golden, json.loads(json.dumps(training_losses(tmp_path))))

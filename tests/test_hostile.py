@@ -12,6 +12,7 @@ from surgdiff.cli import main
 from surgdiff.data import read_label, remap, synthetic_scene
 from surgdiff.samplers import sample, sampling_settings
 from surgdiff.model import load_pretrained
+from conftest import MICRO
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,6 @@ def test_cuda_device_without_cuda_is_one_clear_error(demo, label):
         sample(demo, torch.from_numpy(label.astype(np.int64)), steps=1, device="cuda", progress=False)
 
 
-MICRO = dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=[], mid_attention=False,
-             norm_groups=8, dropout=0.1, spade_hidden=16)
 
 
 def micro_run(out, **kw):

@@ -14,9 +14,8 @@ from surgdiff.io import CheckpointError, latest_checkpoint
 from surgdiff.model import DiffusionConfig, DiffusionModel, export_model, load_pretrained
 from surgdiff.fit import TrainingDiverged
 from surgdiff.train import SyntheticScenes, TrainConfig, TRAIN_PRESETS, train
+from conftest import MICRO
 
-MICRO = dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=[], mid_attention=False,
-             norm_groups=8, dropout=0.1, spade_hidden=16)
 
 
 def config(out, **kw) -> TrainConfig:
