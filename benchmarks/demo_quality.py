@@ -22,21 +22,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from surgdiff.cascade import generate_images
 from surgdiff.data import contact_sheet, read_label
-from surgdiff.samplers import sample, sampling_settings
+from surgdiff.samplers import sampling_settings
 from surgdiff.segment import heldout_pairs, label_consistency, load_segmenter
 from surgdiff.model import load_pretrained
 
 
 def generate(model, labels: np.ndarray, settings: dict, seed: int, batch: int) -> np.ndarray:
-    lab = model.prepare_label(torch.from_numpy(labels.astype(np.int64)))
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(0, len(lab), batch):
-        with torch.inference_mode():
-            x = sample(model, lab[i:i + batch], generator=g, progress=False, **settings)
-        out.append(((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
-    return np.concatenate(out)
+    "uint8 images by the protocol's quantisation (`generate_images`)."
+    return generate_images(model, labels, seed=seed, batch_size=batch, **settings)
 
 
 def parse_setting(text: str, clip: float | None) -> dict:

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from surgdiff.bench import eval_data, evaluate
-from surgdiff.data import to_uint8
-from surgdiff.samplers import sample, sampling_settings
+from surgdiff.cascade import generate_images
+from surgdiff.samplers import sampling_settings
 from surgdiff.model import load_pretrained
 
 SETTINGS = [("ddim", 40, "trailing"), ("dpmpp_2m", 8, "logsnr"), ("dpmpp_2m", 10, "logsnr"),
@@ -33,13 +33,7 @@ SETTINGS = [("ddim", 40, "trailing"), ("dpmpp_2m", 8, "logsnr"), ("dpmpp_2m", 10
 
 def generator(model, sampler: str, steps: int, spacing: str, batch: int = 32):
     def generate(labels: np.ndarray, seed: int = 0) -> np.ndarray:
-        lab = model.prepare_label(torch.from_numpy(np.asarray(labels).astype(np.int64)))
-        g, out = torch.Generator().manual_seed(seed), []
-        for i in range(0, len(lab), batch):
-            with torch.inference_mode():
-                out.append(to_uint8(sample(model, lab[i:i + batch], sampler=sampler, steps=steps, spacing=spacing,
-                                           generator=g, progress=False).float()))
-        return np.concatenate(out)
+        return generate_images(model, labels, seed=seed, batch_size=batch, sampler=sampler, steps=steps, spacing=spacing)
     return generate
 
 

@@ -24,11 +24,11 @@ from .metrics import (PROTOCOL, default_extractor, diversity, fid_from_features,
                               kid_from_features, to_uint8)
 from .segment import (HELDOUT_SEED_OFFSET, SegmenterConfig, label_consistency, synthetic_pairs,
                               train_segmenter)
-from .samplers import THESIS_STEPS, sample, sampling_settings
+from .samplers import THESIS_STEPS, sampling_settings
 from .baselines import BASELINES, KIND_PREFIX, load_baseline
 from .io import load_json, save_json
 from .model import PRETRAINED, load_pretrained
-from .cascade import Cascade, chain, resize_labels, upsample
+from .cascade import Cascade, chain, generate_images, resize_labels, upsample
 
 # %% auto #0
 __all__ = ['Generator', 'DEMO_CASCADE', 'COLUMNS', 'EvalData', 'eval_data', 'other_style', 'DiffusionGenerator',
@@ -89,16 +89,10 @@ class DiffusionGenerator:
     spacing: str | None = None
 
     def __call__(self, label: np.ndarray, seed: int = 0) -> np.ndarray:
-        lab = self.model.prepare_label(torch.from_numpy(np.asarray(label).astype(np.int64)))
-        g, out = torch.Generator().manual_seed(seed), []
-        settings = dict(sampler=self.sampler, steps=self.steps, eta=self.eta, spacing=self.spacing, guidance=self.guidance,
-                        clip=self.clip, generator=g, progress=self.progress)
-        for i in range(0, len(lab), self.batch_size):
-            with torch.no_grad():  # a cascade: these are its base's settings; each stage samples at its recommendation
-                x = (self.model.sample(lab[i:i + self.batch_size], **settings) if isinstance(self.model, Cascade)
-                     else sample(self.model, lab[i:i + self.batch_size], **settings))
-            out.append(to_uint8(x.float(), check_range=False))
-        return np.concatenate(out)
+        # a cascade: these are its base's settings; each stage samples at its recommendation
+        return generate_images(self.model, label, seed=seed, batch_size=self.batch_size, progress=self.progress,
+                               sampler=self.sampler, steps=self.steps, eta=self.eta, spacing=self.spacing,
+                               guidance=self.guidance, clip=self.clip)
 
     def describe(self) -> str:
         base = self.model.base if isinstance(self.model, Cascade) else self.model

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .data import to_uint8
 from .diffusion import q_sample
 from .samplers import _randn, sample
 from .model import DiffusionModel, load_pretrained
 
 # %% auto #0
-__all__ = ['downsample', 'upsample', 'resize_labels', 'lowres_condition', 'ImageConditioned', 'Cascade', 'load_cascade', 'chain']
+__all__ = ['downsample', 'upsample', 'resize_labels', 'lowres_condition', 'ImageConditioned', 'Cascade', 'load_cascade', 'chain',
+           'generate_images']
 
 # %% ../nbs/05b_cascade.ipynb #6ef63cd8
 def downsample(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -159,3 +162,33 @@ def chain(models: list[DiffusionModel],  # a base model, then the stages that li
     elif size is not None and strict:
         raise ValueError(f"size {size[0]}x{size[1]}: these models make " + ", ".join(f"{h}x{w}" for h, w in sizes))
     return models[0] if len(models) == 1 else Cascade(models[0], list(models[1:]))
+
+# %% ../nbs/05b_cascade.ipynb #9e11a002
+def generate_images(
+    model: DiffusionModel | Cascade,  # a diffusion model, or a `Cascade` (its base's settings come from `settings`)
+    labels,  # (B, H, W) CaDIS class ids (numpy or torch); mapped to the model's grouping here
+    rng: torch.Generator | None = None,  # continue this random stream across calls (None: start one from `seed`)
+    seed: int = 0,  # the seed of a new stream when `rng` is None
+    batch_size: int = 16,  # label maps per network batch
+    progress: bool = False,  # progress bars over the steps
+    stage_steps: int | None = None,  # a cascade's stages: network calls each (None: each stage's recommendation)
+    aug_alpha_bar: float | None = None,  # a cascade's stages: input noise level (None: each stage's recommendation)
+    **settings,  # the (base) model's sampling settings: sampler, steps, eta, spacing, guidance, clip
+) -> np.ndarray:  # uint8 (B, H, W, 3) at the model's (a cascade's last stage's) size
+    "Sample one image per label map, in batches from one random stream; quantised by `to_uint8`."
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    if not isinstance(model, Cascade) and (stage_steps is not None or aug_alpha_bar is not None):
+        raise ValueError("stage_steps and aug_alpha_bar are settings of a cascade's stages; this model has none")
+    lab = model.prepare_label(torch.as_tensor(np.asarray(labels).astype(np.int64)))
+    g = rng if rng is not None else torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, len(lab), batch_size):
+        with torch.no_grad():
+            if isinstance(model, Cascade):
+                x = model.sample(lab[i:i + batch_size], generator=g, stage_steps=stage_steps, aug_alpha_bar=aug_alpha_bar,
+                                 progress=progress, **settings)
+            else:
+                x = sample(model, lab[i:i + batch_size], generator=g, progress=progress, **settings)
+        out.append(to_uint8(x.float(), check_range=False))  # whatever the model made, clipped to [-1, 1]
+    return np.concatenate(out)

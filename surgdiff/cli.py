@@ -18,11 +18,11 @@ from PIL import Image
 from .baselines import BASELINES, BaselineConfig, baseline_config, train_baseline
 from .io import FolderInUse, atomic_dir, folder_lock, load_json
 from .model import ASSETS, load_pretrained
-from .cascade import Cascade, chain
+from .cascade import Cascade, chain, generate_images
 from .fit import TrainingDiverged
 from .train import TRAIN_PRESETS, TrainConfig, train
-from .samplers import LEVEL_SPACINGS, SAMPLERS, THESIS_STEPS, sample, sampling_settings
-from .data import (SPLITS, colorize, contact_sheet, frame_name, read_label, to_uint8,
+from .samplers import LEVEL_SPACINGS, SAMPLERS, THESIS_STEPS, sampling_settings
+from .data import (SPLITS, colorize, contact_sheet, frame_name, read_label,
                            video_dir, write_synthetic_cadis)
 
 # %% auto #0
@@ -184,23 +184,15 @@ def _sampling_args(args: argparse.Namespace) -> dict:
                 clip=args.clip)
 
 def generate(model, label: np.ndarray, args: argparse.Namespace, seed: int,
-             generator: torch.Generator | None = None) -> np.ndarray:
-    """Sample images (uint8 B×H×W×3) for CaDIS label maps `label` (B, H, W) with a model or a `Cascade`, in batches of
-    --batch-size; `generator` continues one random stream across calls (how `sample` streams), else `seed` starts one."""
+             rng: torch.Generator | None = None) -> np.ndarray:
+    """`generate_images` with the command line's settings: uint8 B×H×W×3 for CaDIS label maps `label` (B, H, W), in
+    batches of --batch-size; `rng` continues one random stream across calls, else `seed` starts one."""
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, not {args.batch_size}")
-    out = []
-    lab = model.prepare_label(torch.from_numpy(label.astype(np.int64)))
-    g = generator if generator is not None else torch.Generator().manual_seed(seed)
-    for i in range(0, len(lab), args.batch_size):
-        with torch.no_grad():
-            if isinstance(model, Cascade):
-                x = model.sample(lab[i:i + args.batch_size], generator=g, stage_steps=args.stage_steps,
-                                 aug_alpha_bar=args.aug, progress=not args.quiet, **_sampling_args(args))
-            else:
-                x = sample(model, lab[i:i + args.batch_size], **_sampling_args(args), generator=g, progress=not args.quiet)
-        out.append(to_uint8(x.float(), check_range=False))  # whatever the model made, clipped to [-1, 1]
-    return np.concatenate(out)
+    cascade = isinstance(model, Cascade)
+    return generate_images(model, label, rng=rng, seed=seed, batch_size=args.batch_size, progress=not args.quiet,
+                           stage_steps=args.stage_steps if cascade else None, aug_alpha_bar=args.aug if cascade else None,
+                           **_sampling_args(args))
 
 def cmd_sample(args: argparse.Namespace) -> None:
     "Generate one image per label map."
@@ -219,7 +211,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     with atomic_output_dir(args.out) as tmp:
         for i in range(0, len(files), args.batch_size):  # streamed: each batch is written before the next is drawn
             labels = np.stack([_read_label_at(f, model.image_size) for f in files[i:i + args.batch_size]])
-            images = generate(model, labels, args, args.seed, generator=g)
+            images = generate(model, labels, args, args.seed, rng=g)
             for s, img, lab in zip(stems[i:i + args.batch_size], images, labels):
                 (tmp / s).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(img).save(tmp / f"{s}.png")
