@@ -37,13 +37,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from surgdiff.bench import DiffusionGenerator, command_line, write_report
-from surgdiff.data import INSTRUMENT_WEIGHTS, INSTRUMENTS, colorize
+from surgdiff.data import (INSTRUMENT_WEIGHTS, INSTRUMENTS, add_instrument, colorize, handle_of, remove_classes,
+                           transform_instrument)
 from surgdiff.metrics import mean_ci95
 from surgdiff.model import load_pretrained
 from surgdiff.segment import (HELDOUT_SEED_OFFSET, SegmenterConfig, classic_augment, label_consistency,
                               synthetic_pairs, train_segmenter)
 from surgdiff.train import TRAIN_PRESETS, TrainConfig, train
-from surgdiff.widgets import add_instrument, handle_of, remove_classes, transform_instrument
 
 LAYOUT_OFFSET = 5_000_000  # new label maps from the layout generator: seeds far from training (0…) and held-out (10⁶…)
 CONDITIONS = ("real only", "real + classic aug.", "real + generated (layout)", "real + generated (edits)")

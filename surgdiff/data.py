@@ -13,13 +13,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from PIL import Image, ImageFilter, UnidentifiedImageError
+from scipy import ndimage
 from torch.utils.data import Dataset
 
 # %% auto #0
 __all__ = ['CLASS_NAMES', 'NUM_CLASSES', 'IGNORE', 'PALETTE', 'GROUPINGS', 'GROUP_CLASS_NAMES', 'INSTRUMENTS',
            'INSTRUMENT_WEIGHTS', 'SPLITS', 'LAYOUT_HELP', 'LOSSLESS_FORMATS', 'INSTRUMENT_IDS', 'num_classes',
            'check_label_ids', 'remap', 'colorize', 'from_uint8', 'as_numpy', 'to_uint8', 'synthetic_scene',
-           'contact_sheet', 'video_dir', 'frame_name', 'write_synthetic_cadis', 'read_label', 'read_image',
+           'contact_sheet', 'handle_of', 'fill_from_neighbours', 'remove_classes', 'transform_instrument',
+           'add_instrument', 'video_dir', 'frame_name', 'write_synthetic_cadis', 'read_label', 'read_image',
            'resize_pair', 'CaDISDataset', 'layout_statistics', 'compare_layouts']
 
 # %% ../nbs/00_data.ipynb #8a816bfa
@@ -411,6 +413,76 @@ def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[np.ndarray] | N
         r, c = divmod(k, ncols)
         sheet[pad + r * (h + pad):pad + r * (h + pad) + t.shape[0], pad + c * (w + pad):pad + c * (w + pad) + t.shape[1]] = t
     return sheet
+
+# %% ../nbs/00_data.ipynb #df3bbfb7
+def handle_of(class_id: int) -> int | None:
+    "The handle class drawn with instrument tip class `class_id` in the synthetic scenes (None if it has none)."
+    return next((h for tip, h, _ in INSTRUMENTS if tip == class_id), None)
+
+def fill_from_neighbours(label: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    "A copy of `label` where each pixel in `mask` takes the class of the nearest pixel outside it."
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return label.copy()
+    if mask.all():
+        raise ValueError("cannot fill: the mask covers the whole label map")
+    _, (iy, ix) = ndimage.distance_transform_edt(mask, return_indices=True)
+    return label[iy, ix]
+
+def remove_classes(label: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
+    "Remove classes from a label map, filling their pixels from the nearest remaining classes."
+    return fill_from_neighbours(label, np.isin(label, list(class_ids)))
+
+def transform_instrument(label: np.ndarray, class_id: int, dy: float = 0, dx: float = 0, angle: float = 0,
+                         scale: float = 1.0, with_handle: bool = True) -> np.ndarray:
+    "Move by (dy, dx) pixels, rotate by `angle` degrees about its centroid and scale an instrument's pixels."
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, not {scale}")
+    ids = [class_id] + ([h] if with_handle and (h := handle_of(class_id)) is not None else [])
+    mask = np.isin(label, ids)
+    if not (label == class_id).any():
+        raise ValueError(f"class {class_id} ({CLASS_NAMES[class_id]}) is not in the label map")
+    out = fill_from_neighbours(label, mask)
+    H, W_ = label.shape
+    cy, cx = np.argwhere(label == class_id).mean(0)
+    yy, xx = np.mgrid[0:H, 0:W_].astype(np.float64)
+    a = math.radians(angle)
+    # inverse map: output pixel p came from c + R(-a)(p - c - d) / s
+    u, v = (yy - cy - dy) / scale, (xx - cx - dx) / scale
+    sy, sx = cy + math.cos(a) * u + math.sin(a) * v, cx - math.sin(a) * u + math.cos(a) * v
+    iy, ix = np.rint(sy).astype(int), np.rint(sx).astype(int)
+    inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W_)
+    src = np.zeros_like(mask)
+    src[inside] = mask[iy[inside], ix[inside]]
+    out[src] = label[iy[src], ix[src]]
+    return out
+
+def add_instrument(label: np.ndarray, class_id: int, tip: tuple[float, float] | None = None, angle: float = 45.0,
+                   length: float | None = None, width: float | None = None) -> np.ndarray:
+    "Draw an instrument: a shaft of `class_id` from `tip` (default: the pupil's centre) at `angle` degrees, then its handle."
+    if not 0 <= class_id < len(CLASS_NAMES):
+        raise ValueError(f"class id must be in 0..{len(CLASS_NAMES) - 1}, not {class_id}")
+    H, W_ = label.shape
+    m = min(H, W_)
+    if tip is None:
+        pupil = np.argwhere(label == 0)
+        tip = tuple(pupil.mean(0)) if len(pupil) else (H / 2, W_ / 2)
+    length = length or 0.45 * m
+    width = width or max(1.5, 0.035 * m)
+    a = math.radians(angle)
+    d = np.array([-math.sin(a), math.cos(a)])
+    yy, xx = np.mgrid[0:H, 0:W_].astype(np.float64) + 0.5
+    def dist(p0, p1):
+        p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
+        d = p1 - p0
+        u = np.clip(((yy - p0[0]) * d[0] + (xx - p0[1]) * d[1]) / max(d @ d, 1e-9), 0, 1)
+        return np.hypot(yy - p0[0] - u * d[0], xx - p0[1] - u * d[1])
+    out = label.copy()
+    mid = np.add(tip, length * d)
+    handle = handle_of(class_id)
+    out[dist(mid, np.add(tip, 3 * (H + W_) * d)) < width * 1.5] = class_id if handle is None else handle
+    out[dist(tip, mid) < width / 2] = class_id
+    return out
 
 # %% ../nbs/00_data.ipynb #b69431a9
 SPLITS: dict[str, list[int]] = {

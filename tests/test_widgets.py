@@ -3,12 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from surgdiff.data import synthetic_scene
+from surgdiff.data import add_instrument, remove_classes, synthetic_scene, transform_instrument
 from surgdiff.diffusion import q_sample
 from surgdiff.model import load_pretrained
-from surgdiff.widgets import (STATIC_NOTE, add_instrument, decode_png, denoising_explorer, label_editor,
-                              noising_explorer, picture, remove_classes, step_sweep, transform_instrument,
-                              widgets_supported)
+from surgdiff.widgets import (STATIC_NOTE, decode_png, denoising_explorer, label_editor, noising_explorer, picture,
+                              step_sweep, widgets_supported)
 
 
 @pytest.fixture(scope="module")
