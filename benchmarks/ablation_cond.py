@@ -26,7 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from surgdiff.bench import DiffusionGenerator, eval_data, evaluate
 from surgdiff.metrics import mean_ci95
 from surgdiff.model import DiffusionModel
-from surgdiff.train import TRAIN_PRESETS, SyntheticScenes, TrainConfig, diffusion_loss, train
+from surgdiff.data import SyntheticScenes
+from surgdiff.train import TRAIN_PRESETS, TrainConfig, diffusion_loss, train
 
 CONDS = ("concat", "spade", "both")
 

@@ -13,7 +13,8 @@ import json, sys, torch
 from pathlib import Path
 from surgdiff.io import latest_checkpoint
 from surgdiff.model import export_model, load_pretrained
-from surgdiff.train import plot_loss, sample_grid, preview_labels, TrainConfig
+from surgdiff.data import preview_labels
+from surgdiff.train import plot_loss, sample_grid, TrainConfig
 from PIL import Image
 run, out = Path(sys.argv[1]), Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
 export_model(run, out / "demo")

@@ -22,7 +22,8 @@ __all__ = ['CLASS_NAMES', 'NUM_CLASSES', 'IGNORE', 'PALETTE', 'GROUPINGS', 'GROU
            'check_label_ids', 'remap', 'colorize', 'from_uint8', 'as_numpy', 'to_uint8', 'synthetic_scene',
            'contact_sheet', 'handle_of', 'fill_from_neighbours', 'remove_classes', 'transform_instrument',
            'add_instrument', 'video_dir', 'frame_name', 'write_synthetic_cadis', 'read_label', 'read_image',
-           'resize_pair', 'CaDISDataset', 'layout_statistics', 'compare_layouts']
+           'resize_pair', 'CaDISDataset', 'SyntheticScenes', 'CachedDataset', 'build_dataset', 'preview_labels',
+           'layout_statistics', 'compare_layouts']
 
 # %% ../nbs/00_data.ipynb #8a816bfa
 CLASS_NAMES: list[str] = [
@@ -655,6 +656,56 @@ class CaDISDataset(Dataset):
     def __repr__(self) -> str:
         return (f"CaDISDataset({str(self.root)!r}, split={self.split!r}, {len(self)} frames from "
                 f"{len(self.videos) - len(self.missing_videos)} videos, grouping={self.grouping}, size={self.size})")
+
+# %% ../nbs/00_data.ipynb #0da7a002
+class SyntheticScenes(torch.utils.data.Dataset):
+    "`n` synthetic cataract scenes (seeds `seed_offset … seed_offset+n-1`) rendered once and kept as uint8."
+    def __init__(self,
+                 n: int,  # how many scenes
+                 size: tuple[int, int] = (64, 64),  # (H, W) of each scene
+                 seed_offset: int = 0,  # the first scene's seed
+                 grouping: str | None = None,  # remap the labels to this grouping (None: the 36 CaDIS classes)
+                 progress: bool = False):  # a progress bar while rendering
+        from tqdm.auto import tqdm
+        pairs = [synthetic_scene(seed_offset + i, size) for i in tqdm(range(n), desc="rendering scenes", disable=not progress)]
+        self.images = torch.from_numpy(np.stack([p[0] for p in pairs]))  # uint8 (N, H, W, 3)
+        self.labels = torch.from_numpy(remap(np.stack([p[1] for p in pairs]), grouping).astype(np.int64))
+        self.seed_offset = seed_offset
+    def __len__(self) -> int:
+        return len(self.images)
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return from_uint8(self.images[i])[0], self.labels[i]
+
+class CachedDataset(torch.utils.data.Dataset):
+    "Wrap a data set so each item is read (and resized) from disk only once."
+    def __init__(self, ds: torch.utils.data.Dataset):
+        self.ds, self.cache = ds, {}  # `ds`: any indexable of (image, label)
+    def __len__(self) -> int:
+        return len(self.ds)
+    def __getitem__(self, i: int):
+        if i not in self.cache:
+            x, y = self.ds[i]
+            self.cache[i] = (to_uint8(x), y.to(torch.uint8))  # kept as uint8: a quarter of the memory
+        x, y = self.cache[i]
+        return from_uint8(x)[0], y.long()
+    def fill(self, progress: bool = True) -> CachedDataset:
+        "Read every item now: a broken, truncated or mismatched file is named before step 0, not hours into training."
+        from tqdm.auto import tqdm
+        for i in tqdm(range(len(self)), desc="reading and checking every frame", disable=not progress):
+            self[i]
+        return self
+
+def build_dataset(cfg, progress: bool = True):
+    """The training pairs a config names (a `TrainConfig` or a `BaselineConfig`: its `data`, `split`, `videos`,
+    `grouping`, `image_size` and `synthetic_scenes`): synthetic scenes, or a cached `CaDISDataset`."""
+    if cfg.data == "synthetic":
+        return SyntheticScenes(cfg.synthetic_scenes, cfg.image_size, 0, cfg.grouping, progress=progress)
+    return CachedDataset(CaDISDataset(cfg.data, cfg.split, cfg.videos, cfg.grouping, cfg.image_size)).fill(progress)
+
+def preview_labels(cfg, n: int = 4) -> torch.Tensor:
+    "Fixed held-out synthetic label maps used for the sample grids (seeds 10⁶, 10⁶+1, …)."
+    labs = [synthetic_scene(1_000_000 + i, cfg.image_size)[1] for i in range(n)]
+    return torch.from_numpy(remap(np.stack(labs), cfg.grouping).astype(np.int64))
 
 # %% ../nbs/00_data.ipynb #db28fc64
 INSTRUMENT_IDS: tuple[int, ...] = tuple(range(7, 35))  #: every instrument and handle class (35, iris hooks, apart)

@@ -18,7 +18,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Sequence
 
 import torch
@@ -29,9 +29,9 @@ from safetensors.torch import load_file, save_file
 # %% auto #0
 __all__ = ['PARTIAL_LOCK', 'FOLDER_KEYS', 'RESUME_SAFE', 'CheckpointError', 'atomic_dir', 'FolderInUse', 'folder_lock',
            'save_json', 'load_json', 'file_hash', 'save_tensors', 'load_tensors', 'check_state_dict',
-           'save_model_folder', 'load_state', 'read_config', 'Config', 'save_training_state', 'load_training_state',
-           'checkpoint_sha256', 'last_good_checkpoint', 'diverged_message', 'resume_changes', 'check_run_folder',
-           'record_resume', 'latest_checkpoint']
+           'save_model_folder', 'load_state', 'read_config', 'Config', 'DataConfig', 'save_training_state',
+           'load_training_state', 'checkpoint_sha256', 'last_good_checkpoint', 'diverged_message', 'resume_changes',
+           'check_run_folder', 'record_resume', 'latest_checkpoint']
 
 # %% ../nbs/00a_io.ipynb #a5116aad
 class CheckpointError(ValueError):
@@ -288,6 +288,17 @@ class Config:
         if name not in cls.PRESETS:
             raise ValueError(f"unknown {cls.__name__} preset {name!r}; choose from {sorted(cls.PRESETS)}")
         return cls(**{**cls.PRESETS[name], **overrides})
+
+# %% ../nbs/00a_io.ipynb #0a10d002
+@dataclass
+class DataConfig(Config):
+    "The data fields of every training config (`TrainConfig`, `BaselineConfig`): what `build_dataset` reads."
+    data: str = "synthetic"                 # "synthetic" or the root of a CaDIS copy
+    split: str = "train"
+    videos: list[int] | None = None         # a subset of the split's videos (None: all)
+    grouping: str | None = None             # None (36 classes), "exp1", "exp2" or "exp3"
+    image_size: tuple[int, int] = (64, 64)
+    synthetic_scenes: int = 4096            # how many synthetic training scenes (seeds 0..n-1)
 
 # %% ../nbs/00a_io.ipynb #dc1c660d
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:

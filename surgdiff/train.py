@@ -11,9 +11,8 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['TRAIN_PRESETS', 'SyntheticScenes', 'CachedDataset', 'TrainConfig', 'warmup_factor', 'lr_at', 'ema_decay_at',
-           'bf16_available', 'diffusion_loss', 'plot_loss', 'sample_grid', 'RunMonitor', 'TrainResult', 'build_dataset',
-           'preview_labels', 'random_crops', 'DiffusionTask', 'train']
+__all__ = ['TRAIN_PRESETS', 'TrainConfig', 'warmup_factor', 'lr_at', 'ema_decay_at', 'bf16_available', 'diffusion_loss',
+           'plot_loss', 'sample_grid', 'RunMonitor', 'TrainResult', 'random_crops', 'DiffusionTask', 'train']
 
 # %% ../nbs/06_train.ipynb #b50d1f9d
 import copy
@@ -23,10 +22,9 @@ import numpy as np
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .io import (Config, check_run_folder, folder_lock, latest_checkpoint, load_training_state,
+from .io import (DataConfig, check_run_folder, folder_lock, latest_checkpoint, load_training_state,
                          record_resume, save_json)
-from .data import (CaDISDataset, contact_sheet, from_uint8, num_classes, remap, synthetic_scene,
-                           to_uint8)
+from .data import build_dataset, contact_sheet, num_classes, preview_labels, to_uint8
 from .diffusion import NoiseSchedule, q_sample, sample_noise_level, v_from_x0_eps
 from .samplers import drop_labels, sample
 from .model import DiffusionConfig, DiffusionModel
@@ -35,55 +33,10 @@ from .unet import UNetConfig
 from .fit import (EMA, Checkpoint, Interrupt, LRSchedule, Monitor, Recorder, SyncStop, Task, batch_indices,
                           dist_info, fit, torch_threads)
 
-# %% ../nbs/06_train.ipynb #01010f46
-class SyntheticScenes(torch.utils.data.Dataset):
-    "`n` synthetic cataract scenes (seeds `seed_offset … seed_offset+n-1`) rendered once and kept as uint8."
-    def __init__(self,
-                 n: int,  # how many scenes
-                 size: tuple[int, int] = (64, 64),  # (H, W) of each scene
-                 seed_offset: int = 0,  # the first scene's seed
-                 grouping: str | None = None,  # remap the labels to this grouping (None: the 36 CaDIS classes)
-                 progress: bool = False):  # a progress bar while rendering
-        from tqdm.auto import tqdm
-        pairs = [synthetic_scene(seed_offset + i, size) for i in tqdm(range(n), desc="rendering scenes", disable=not progress)]
-        self.images = torch.from_numpy(np.stack([p[0] for p in pairs]))  # uint8 (N, H, W, 3)
-        self.labels = torch.from_numpy(remap(np.stack([p[1] for p in pairs]), grouping).astype(np.int64))
-        self.seed_offset = seed_offset
-    def __len__(self) -> int:
-        return len(self.images)
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return from_uint8(self.images[i])[0], self.labels[i]
-
-class CachedDataset(torch.utils.data.Dataset):
-    "Wrap a data set so each item is read (and resized) from disk only once."
-    def __init__(self, ds: torch.utils.data.Dataset):
-        self.ds, self.cache = ds, {}  # `ds`: any indexable of (image, label)
-    def __len__(self) -> int:
-        return len(self.ds)
-    def __getitem__(self, i: int):
-        if i not in self.cache:
-            x, y = self.ds[i]
-            self.cache[i] = (to_uint8(x), y.to(torch.uint8))  # kept as uint8: a quarter of the memory
-        x, y = self.cache[i]
-        return from_uint8(x)[0], y.long()
-    def fill(self, progress: bool = True) -> CachedDataset:
-        "Read every item now: a broken, truncated or mismatched file is named before step 0, not hours into training."
-        from tqdm.auto import tqdm
-        for i in tqdm(range(len(self)), desc="reading and checking every frame", disable=not progress):
-            self[i]
-        return self
-
-
 # %% ../nbs/06_train.ipynb #470afe21
 @dataclass
-class TrainConfig(Config):
-    "Everything about a training run; saved as `config.json` in the run folder."
-    data: str = "synthetic"                 # "synthetic" or the root of a CaDIS copy
-    split: str = "train"
-    videos: list[int] | None = None         # a subset of the split's videos (None: all)
-    grouping: str | None = None             # None (36 classes), "exp1", "exp2" or "exp3"
-    image_size: tuple[int, int] = (64, 64)
-    synthetic_scenes: int = 4096            # how many synthetic training scenes (seeds 0..n-1)
+class TrainConfig(DataConfig):
+    "Everything about a training run (the data fields from `DataConfig`); saved as `config.json` in the run folder."
     model: str | dict = "tiny"              # a UNetConfig preset name or a UNetConfig dict
     cond: str | None = None                 # override the U-Net's "concat" | "spade" | "both"
     schedule: str = "linear-2000"
@@ -315,17 +268,6 @@ class TrainResult:
     step: int
     history: list
     interrupted: bool = False
-
-def build_dataset(cfg: TrainConfig, progress: bool = True):
-    "The training pairs of `cfg`: synthetic scenes or a cached `CaDISDataset`."
-    if cfg.data == "synthetic":
-        return SyntheticScenes(cfg.synthetic_scenes, cfg.image_size, 0, cfg.grouping, progress=progress)
-    return CachedDataset(CaDISDataset(cfg.data, cfg.split, cfg.videos, cfg.grouping, cfg.image_size)).fill(progress)
-
-def preview_labels(cfg: TrainConfig, n: int = 4) -> Tensor:
-    "Fixed held-out synthetic label maps used for the sample grids (seeds 10⁶, 10⁶+1, …)."
-    labs = [synthetic_scene(1_000_000 + i, cfg.image_size)[1] for i in range(n)]
-    return torch.from_numpy(remap(np.stack(labs), cfg.grouping).astype(np.int64))
 
 def random_crops(x: Tensor, label: Tensor, size: tuple[int, int], align: int, seed: tuple) -> tuple[Tensor, Tensor]:
     "One random `size` crop of each image (B,C,H,W) and its label map, at corners on multiples of `align`; `seed` fixes them."

@@ -13,7 +13,7 @@ from surgdiff.baselines import (BASELINES, BaselineConfig, BaselineGenerator, VG
 from surgdiff.data import remap
 from surgdiff.io import CheckpointError, latest_checkpoint, load_training_state, save_json, save_training_state
 from surgdiff.fit import TrainingDiverged
-from surgdiff.train import SyntheticScenes
+from surgdiff.data import SyntheticScenes
 
 torch.set_num_threads(1)
 

@@ -13,7 +13,8 @@ import torch
 from surgdiff.io import CheckpointError, latest_checkpoint
 from surgdiff.model import DiffusionConfig, DiffusionModel, export_model, load_pretrained
 from surgdiff.fit import TrainingDiverged
-from surgdiff.train import SyntheticScenes, TrainConfig, TRAIN_PRESETS, train
+from surgdiff.data import SyntheticScenes
+from surgdiff.train import TrainConfig, TRAIN_PRESETS, train
 from conftest import MICRO
 
 

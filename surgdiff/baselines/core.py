@@ -15,14 +15,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..data import colorize, contact_sheet, from_uint8, remap, to_uint8
+from ..data import build_dataset, colorize, contact_sheet, from_uint8, preview_labels, remap, to_uint8
 from ..data import num_classes as classes_in
 from ..layers import NORMS, one_hot_labels
-from ..io import (CheckpointError, Config, checkpoint_sha256, latest_checkpoint, load_json, load_state,
+from ..io import (CheckpointError, DataConfig, checkpoint_sha256, latest_checkpoint, load_json, load_state,
                          load_training_state, read_config, record_resume, save_json, save_model_folder,
                          check_run_folder, folder_lock)
 from ..fit import (Checkpoint, Interrupt, LRSchedule, Monitor, Recorder, Task, batch_indices, fit, torch_threads)
-from ..train import TrainConfig, build_dataset, preview_labels
 
 # %% auto #0
 __all__ = ['BASELINES', 'KIND_PREFIX', 'BaselineConfig', 'baseline_config', 'init_normal', 'gan_conv', 'PatchDiscriminator',
@@ -35,16 +34,9 @@ BASELINES: dict[str, type] = {}  # name -> GANBaseline subclass, filled by `regi
 KIND_PREFIX = "surgdiff-baseline-"  #: a baseline model folder's `kind` is this plus the baseline's name
 
 @dataclass
-class BaselineConfig(Config):
-    "Everything about a GAN baseline run; saved as `config.json` in the run folder."
+class BaselineConfig(DataConfig):
+    "Everything about a GAN baseline run (the data fields from `DataConfig`); saved as `config.json` in the run folder."
     name: str = "pix2pix"                   # a registered baseline: "pix2pix", "spade" or "cyclegan"
-    # data: as in TrainConfig
-    data: str = "synthetic"                 # "synthetic" or the root of a CaDIS copy
-    split: str = "train"
-    videos: list[int] | None = None
-    grouping: str | None = None             # None (36 classes), "exp1", "exp2" or "exp3"
-    image_size: tuple[int, int] = (64, 64)
-    synthetic_scenes: int = 4096            # synthetic training scenes (seeds 0..n-1)
     # networks
     gen_channels: int = 16                  # generator base width (ngf; SPADE's nf)
     disc_channels: int = 16                 # discriminator base width (ndf)
@@ -91,11 +83,6 @@ class BaselineConfig(Config):
     @property
     def kind(self) -> str:
         return KIND_PREFIX + self.name
-
-    def train_config(self) -> TrainConfig:
-        "The `TrainConfig` whose data this run trains on (for `build_dataset` and `preview_labels`)."
-        return TrainConfig(data=self.data, split=self.split, videos=self.videos, grouping=self.grouping,
-                           image_size=self.image_size, synthetic_scenes=self.synthetic_scenes)
 
     @property
     def downs(self) -> int:
@@ -410,10 +397,10 @@ def _train_baseline(cfg: BaselineConfig, resume: bool, progress: bool, dataset) 
     if resume and (run / "latest.json").exists():
         state = load_training_state(latest_checkpoint(run), model.parts(), opts)
         start, history = state["step"], state["history"]
-    ds = dataset if dataset is not None else build_dataset(cfg.train_config(), progress=progress)
+    ds = dataset if dataset is not None else build_dataset(cfg, progress=progress)
     if tuple(ds[0][0].shape[-2:]) != cfg.image_size:
         raise ValueError(f"the data set's images are {tuple(ds[0][0].shape[-2:])}, but image_size is {cfg.image_size}")
-    previews = preview_labels(cfg.train_config()) if cfg.sample_every else None
+    previews = preview_labels(cfg) if cfg.sample_every else None
     if changes is None:  # every check has passed: only now is the run folder written
         run.mkdir(parents=True, exist_ok=True)
         save_json(run / "config.json", cfg.to_dict())
