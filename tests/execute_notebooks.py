@@ -11,7 +11,7 @@ and exits non-zero if any cell raised.
 `--write` is how the notebooks' committed outputs are made: every cell runs (slow ones too), the outputs and the
 widgets' state are saved into the notebook, `nbdev_clean` tidies it, and the notebook's metadata records
 `inputs_sha256()` — a hash of its cells and of everything its outputs depend on (the package, its assets, the
-recorded benchmark tables). `tests/test_course.py` recomputes the hash: outputs older than their inputs fail CI.
+recorded benchmark tables it reads). `tests/test_course.py` recomputes the hash: outputs older than their inputs fail CI.
 """
 import argparse
 import json
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import hashlib
+import re
 import subprocess
 
 import nbformat
@@ -39,16 +40,26 @@ def cells_sha256(nb) -> str:
     return h.hexdigest()
 
 
-def inputs_files() -> list[Path]:
-    "What a notebook's outputs depend on besides its cells: the package (code, assets), the recorded tables, the figure style."
+def reads_table(nb, path: Path) -> bool:
+    """Does notebook `nb` name the folder of the recorded file `path` (as `"name"` or `/name/` in a cell)? Generous:
+    a common folder name matches more notebooks than read it, which only makes outputs stale more often, never less."""
+    text = "\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in nb["cells"])
+    name = re.escape(path.parent.name)
+    return "benchmarks" in text and re.search(rf'["/]{name}["/]', text) is not None
+
+
+def inputs_files(nb=None) -> list[Path]:
+    """What a notebook's outputs depend on besides its cells: the package (code, assets), the figure style, and the
+    recorded tables (`benchmarks/**/*.json`) it reads (all of them when `nb` is None)."""
     files = [p for p in (ROOT / "surgdiff").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    files += list((ROOT / "benchmarks").rglob("*.json")) + [ROOT / "nbs" / "matplotlibrc"]
-    return sorted(files)
+    files += [p for p in (ROOT / "benchmarks").rglob("*.json") if nb is None or reads_table(nb, p)]
+    return sorted(files + [ROOT / "nbs" / "matplotlibrc"])
 
 
-def package_sha256() -> str:
+def package_sha256(nb=None) -> str:
+    "A hash of `inputs_files(nb)`: their paths and contents."
     h = hashlib.sha256()
-    for p in inputs_files():
+    for p in inputs_files(nb):
         h.update(p.relative_to(ROOT).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -61,7 +72,7 @@ def write_outputs(path: Path, timeout: int) -> float:
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
-    nb.metadata[METADATA_KEY] = {"cells_sha256": cells_sha256(nb), "package_sha256": package_sha256(),
+    nb.metadata[METADATA_KEY] = {"cells_sha256": cells_sha256(nb), "package_sha256": package_sha256(nb),
                                  "seconds": round(seconds, 1), "command": "python tests/execute_notebooks.py --write"}
     nbformat.write(nb, path)
     subprocess.run([str(Path(sys.executable).parent / "nbdev_clean"), "--fname", str(path)], check=True, cwd=ROOT)
