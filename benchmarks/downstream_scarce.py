@@ -10,7 +10,10 @@ architecture and recipe at a smaller size, the same number of steps for every N)
                              the scene layout generator (`synthetic_scene`'s label maps, seeds LAYOUT_OFFSET + k);
 - real + generated (edits):  the N real pairs + one generated image for each of M = 4N edits of the N maps
                              (instruments moved, rotated, scaled, removed or added with the label-editing functions
-                             of `surgdiff.widgets`: the thesis's "cheap label maps" case).
+                             of `surgdiff.data`: the thesis's "cheap label maps" case);
+- real + rendered (layout, oracle): the N real pairs + the *real* images of the same M = 4N layout maps (the
+                             renderer's, not the generator's): what a perfect generator would add; the gap between
+                             it and the generated row is the generator's fault, the rest is what new layouts are worth.
 
 Every segmenter has the same architecture, steps and batch size, is trained with 3 seeds, and is scored (mIoU,
 `exp1` grouping) on the same held-out scenes (seeds HELDOUT_SEED_OFFSET + k). The 95 % interval is the mean ±
@@ -24,10 +27,13 @@ Synthetic data only (CaDIS-shaped scenes drawn by the package): the numbers say 
         [--out benchmarks/tables/downstream_scarce]
 
 Everything is cached under --runs (generators, generated images, one score per segmenter), so a stopped run
-continues where it stopped; results are rewritten after each N.
+continues where it stopped; results are rewritten after each N. The settings that decide the cached results are
+recorded in --runs/settings.json: a run with other settings into the same folder is refused. --conditions picks
+which rows to compute and report (default: all).
 """
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -39,6 +45,7 @@ from matplotlib.figure import Figure
 from surgdiff.bench import DiffusionGenerator, command_line, write_report
 from surgdiff.data import (INSTRUMENT_WEIGHTS, INSTRUMENTS, add_instrument, colorize, handle_of, remove_classes,
                            transform_instrument)
+from surgdiff.io import load_json, save_json
 from surgdiff.metrics import mean_ci95
 from surgdiff.model import load_pretrained
 from surgdiff.segment import (HELDOUT_SEED_OFFSET, SegmenterConfig, classic_augment, label_consistency,
@@ -46,7 +53,8 @@ from surgdiff.segment import (HELDOUT_SEED_OFFSET, SegmenterConfig, classic_augm
 from surgdiff.train import TRAIN_PRESETS, TrainConfig, train
 
 LAYOUT_OFFSET = 5_000_000  # new label maps from the layout generator: seeds far from training (0…) and held-out (10⁶…)
-CONDITIONS = ("real only", "real + classic aug.", "real + generated (layout)", "real + generated (edits)")
+CONDITIONS = ("real only", "real + classic aug.", "real + generated (layout)", "real + generated (edits)",
+              "real + rendered (layout, oracle)")
 SAMPLING = dict(sampler="dpmpp_2m", steps=10, spacing="logsnr", guidance=1.5, clip=1.0)
 
 
@@ -100,9 +108,10 @@ def generated_pairs(n: int, a, real_labels: np.ndarray, runs: Path) -> dict[str,
     out = dict(layout_images=gen(layout, seed=1), layout_labels=layout, edit_images=gen(edits, seed=2), edit_labels=edits)
     gen_s = time.perf_counter() - t0
     print(f"N={n}: {2 * m} images generated in {gen_s:.0f} s", flush=True)
-    json.dump({"generator_train_s": train_s, "generation_s": gen_s, "describe": gen.describe()},
-              open(folder / "generated.json", "w"), indent=1)
-    np.savez_compressed(cache, **out)
+    save_json(folder / "generated.json", {"generator_train_s": train_s, "generation_s": gen_s, "describe": gen.describe()})
+    tmp = folder / "generated.partial.npz"
+    np.savez_compressed(tmp, **out)
+    os.replace(tmp, cache)  # whole or absent
     return out
 
 
@@ -110,6 +119,10 @@ def training_set(cond: str, real: tuple[np.ndarray, np.ndarray], g: dict) -> tup
     "The images, labels and the number of generated pairs of one condition."
     if cond in ("real only", "real + classic aug."):
         return (*real, 0)
+    if "oracle" in cond:  # the renderer's own images of the layout maps: a perfect generator
+        imgs, labs = synthetic_pairs(range(LAYOUT_OFFSET, LAYOUT_OFFSET + len(g["layout_labels"])), real[0].shape[1:3])
+        assert np.array_equal(labs, g["layout_labels"])
+        return np.concatenate([real[0], imgs]), np.concatenate([real[1], labs]), 0
     kind = "layout" if "layout" in cond else "edit"
     imgs, labs = g[f"{kind}_images"], g[f"{kind}_labels"]
     return np.concatenate([real[0], imgs]), np.concatenate([real[1], labs]), len(imgs)
@@ -124,7 +137,7 @@ def figure(rows: list[dict]) -> Figure:
         rs = [r for r in rows if r["condition"] == cond]
         if not rs:
             continue
-        x = np.array([r["real_pairs"] for r in rs]) * (1 + 0.04 * (i - 1.5))  # spread the bars apart
+        x = np.array([r["real_pairs"] for r in rs]) * (1 + 0.04 * (i - 2))  # spread the bars apart
         y = np.array([r["miou_mean"] for r in rs])
         err = np.abs(np.array([r["miou_ci95"] for r in rs]).T - y)
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=cond)
@@ -167,20 +180,27 @@ def main():
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--runs", default="runs/downstream_scarce")
     p.add_argument("--out", default="benchmarks/tables/downstream_scarce")
+    p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS, metavar="CONDITION",
+                   help="rows to compute and report (default: all): " + "; ".join(CONDITIONS))
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     size, runs = tuple(a.size), Path(a.runs)
     runs.mkdir(parents=True, exist_ok=True)
-    scores_file = runs / "scores.json"
-    scores = json.loads(scores_file.read_text()) if scores_file.exists() else {}
-    eval_imgs, eval_labs = synthetic_pairs(range(HELDOUT_SEED_OFFSET, HELDOUT_SEED_OFFSET + a.n_eval), size)
     seg_cfg = SegmenterConfig(image_size=size)
+    settings = {"size": list(size), "gen_steps": a.gen_steps, "seg_steps": a.seg_steps, "n_eval": a.n_eval,
+                "sampling": SAMPLING, "segmenter": json.loads(json.dumps(seg_cfg.to_dict())), "layout_offset": LAYOUT_OFFSET}
+    if (runs / "settings.json").exists() and load_json(runs / "settings.json") != settings:
+        raise SystemExit(f"{runs} holds results made with other settings ({runs / 'settings.json'}); use another --runs")
+    save_json(runs / "settings.json", settings)
+    scores_file = runs / "scores.json"
+    scores = load_json(scores_file) if scores_file.exists() else {}
+    eval_imgs, eval_labs = synthetic_pairs(range(HELDOUT_SEED_OFFSET, HELDOUT_SEED_OFFSET + a.n_eval), size)
     rows, gens = [], {}
     for n in a.n_real:
         real = synthetic_pairs(range(n), size)  # the very scenes the N-pair generator trains on (seeds 0 … N-1)
         gens[n] = g = generated_pairs(n, a, real[1], runs)
-        for cond in CONDITIONS:
+        for cond in [c for c in CONDITIONS if c in a.conditions]:
             x, y, m = training_set(cond, real, g)
             for s in a.seeds:
                 key = f"{n}|{cond}|{s}"
@@ -192,12 +212,12 @@ def main():
                 sc = label_consistency(eval_imgs, eval_labs, seg)
                 scores[key] = {"miou": sc["miou"], "pixel_accuracy": sc["pixel_accuracy"],
                                "seconds": time.perf_counter() - t0}
-                scores_file.write_text(json.dumps(scores, indent=1))
+                save_json(scores_file, scores)  # atomic: a stopped run never leaves half a file
                 print(f"N={n} {cond} seed {s}: mIoU {sc['miou']:.3f}", flush=True)
             mious = [scores[f"{n}|{cond}|{s}"]["miou"] for s in a.seeds]
             rows.append({"condition": cond, "real_pairs": n, "generator_train_pairs": n if m else 0, "generated": m,
                          "seeds": list(a.seeds), "miou_mean": float(np.mean(mious)), "miou_ci95": list(mean_ci95(mious)[1:]),
-                         "miou_per_seed": mious,
+                         "miou_per_seed": mious, "extra_real_pairs": 4 * n if "oracle" in cond else 0,
                          "pixel_accuracy": float(np.mean([scores[f"{n}|{cond}|{s}"]["pixel_accuracy"] for s in a.seeds]))})
         gen_info = {n: json.loads((runs / f"N{n}" / "generated.json").read_text()) for n in gens}
         meta = {"data": f"synthetic CaDIS-shaped scenes at {size[0]}×{size[1]}; real pairs: seeds 0…N-1; new layout maps: "
@@ -208,9 +228,10 @@ def main():
                 "generation seconds": {str(k): round(v["generation_s"]) for k, v in gen_info.items()},
                 "segmenter": f"SegmenterConfig {seg_cfg.to_dict()}, {a.seg_steps} steps × 16, AdamW 3e-3; "
                              "no augmentation except the classic-aug. row (flips, colour jitter)",
+                "size": list(size), "n_eval": a.n_eval, "gen_steps": a.gen_steps, "seg_steps": a.seg_steps,
                 "interval": "95 % CI: mean ± t(0.975, seeds-1)·sd/√seeds over segmenter seeds (training noise only)",
                 "command": "python benchmarks/" + command_line()}
-        md_rows = [{**r, "training data": f"N={r['real_pairs']}: {r['condition']}"} for r in rows]
+        md_rows = [{**r, "training data": f"N={r['real_pairs']}: {r['condition']}", "miou": r["miou_mean"]} for r in rows]
         out = write_report(a.out, md_rows, "training data", "training data",
                            "Downstream segmentation under scarcity: N real pairs, with and without generated pairs", meta)
         lines = ["", "| N real | condition | generated | mIoU (mean) | 95 % CI | Δ vs real only | per seed |",
