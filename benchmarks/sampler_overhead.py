@@ -20,15 +20,12 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from surgdiff.diffusion import NoiseSchedule  # noqa: E402
-from surgdiff.samplers import ddim_step, sample, step_levels  # noqa: E402
+from surgdiff.diffusion import NoiseSchedule
+from surgdiff.samplers import ddim_step, sample, step_levels
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -26,16 +26,14 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from surgdiff.layers import one_hot_labels  # noqa: E402
-from surgdiff.unet import SR3UNet, UNetConfig, count_parameters  # noqa: E402
+from surgdiff.layers import one_hot_labels
+from surgdiff.unet import SR3UNet, UNetConfig, count_parameters
 
 SPADE_VARIANTS = {  # UNetConfig overrides for --variants (cond="spade")
     "spade h128 per-layer 3x3": dict(spade_hidden=128, spade_shared=False, spade_kernel=3),
