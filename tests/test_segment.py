@@ -8,7 +8,7 @@ import torch
 
 from surgdiff.data import remap
 from surgdiff.segment import (HELDOUT_SEED_OFFSET, TRAIN_SEEDS, Segmenter, SegmenterConfig, as_image_tensor,
-                              as_label_tensor, augment_pairs, confusion_matrix, gaussian_blur, heldout_pairs,
+                              as_label_tensor, augment_pairs, classic_augment, confusion_matrix, gaussian_blur, heldout_pairs,
                               label_consistency, load_segmenter,
                               save_segmenter, scores_from_confusion, segmenter_ceiling, shipped_segmenter_dir,
                               synthetic_pairs, train_segmenter)
@@ -257,3 +257,27 @@ def test_augmentation_keeps_pairs_aligned():
     xa, ya = augment_pairs(img, y, g)
     assert ((xa.mean(1) > 0).long() == ya).float().mean() > 0.9
     assert not torch.equal(ya, y)   # some flips happened
+
+
+def test_classic_augment_keeps_pairs_aligned_and_only_recolours():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (32, 4, 4), generator=g).repeat_interleave(4, 1).repeat_interleave(4, 2)  # 4x4 blocks
+    img = (y[:, None].float() * 1.2 - 0.6).repeat(1, 3, 1, 1)                   # class 1 bright, class 0 dark
+    xa, ya = classic_augment(img, y, g)
+    assert xa.shape == img.shape and xa.min() >= -1 and xa.max() <= 1
+    assert torch.equal((xa.mean(1) > xa.mean((1, 2, 3))[:, None, None]).long(), ya)  # colour jitter keeps the order
+    assert not torch.equal(ya, y)                                                  # some flips happened
+    colours = {tuple(v.tolist()) for v in xa[:, :, 0, 0].round(decimals=3)}
+    assert len(colours) > 4                                                        # images got different colours
+
+
+def test_train_segmenter_takes_an_augmentation_function():
+    x, y = synthetic_pairs(range(4), (16, 16))
+    calls = []
+    def spy(xb, yb, rng):
+        calls.append(len(xb))
+        return xb, yb
+    train_segmenter((x, y), SegmenterConfig(base_channels=4, depth=2, image_size=(16, 16)), steps=3, batch_size=2,
+                    augment=spy, num_threads=1, progress=False)
+    assert calls == [2, 2, 2]
+
