@@ -25,7 +25,7 @@ import subprocess
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
 ROOT = Path(__file__).resolve().parents[1]
 METADATA_KEY = "surgdiff"  # settings.ini's allowed_metadata_keys keeps it through nbdev_clean
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         try:
             times[path.name] = write_outputs(path, args.timeout) if args.write else execute(path, args.slow, args.timeout)
             print(f"{path.name:28s} {times[path.name]:7.1f} s", flush=True)
-        except CellExecutionError as err:
+        except (CellExecutionError, CellTimeoutError) as err:  # a timed-out cell fails its notebook, not the run
             failed.append(path.name)
             print(f"{path.name:28s} FAILED\n{str(err)[-3000:]}", flush=True)
     total = time.perf_counter() - total_start
