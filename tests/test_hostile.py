@@ -540,9 +540,9 @@ def test_sample_streams_each_batch_to_disk_before_the_next(label, tmp_path, monk
     for k in range(5):
         write_label(tmp_path / "labels" / f"l{k}.png", label)
     seen, real = [], cli.generate
-    def spy(model, labels, args, seed, generator=None):
+    def spy(model, labels, args, seed, rng=None):
         seen.append((len(labels), len(list(tmp_path.glob(".out.partial-*/l*_label.png")))))
-        return real(model, labels, args, seed, generator)
+        return real(model, labels, args, seed, rng)
     monkeypatch.setattr(cli, "generate", spy)
     assert main(["sample", "--labels", str(tmp_path / "labels"), "--size", "64x112", "--steps", "2", "--batch-size", "2",
                  "--out", str(tmp_path / "out"), "--quiet"]) == 0
